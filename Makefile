@@ -1,0 +1,64 @@
+# tegrastats-api: developer commands. `make` alone lists them.
+PYTHON      ?= python3
+VENV        ?= .venv
+VENV_OLDEST ?= .venv-oldest
+PY          := $(VENV)/bin/python
+PY_OLDEST   := $(VENV_OLDEST)/bin/python
+NODE_DIR    := tests/node
+PORT        ?= 58090
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install venv node test test-oldest lint typecheck run bench sdist clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.stamp: setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,dev]'
+	touch $@
+
+venv: $(VENV)/.stamp ## create .venv with the package (editable) and its test tools
+
+$(NODE_DIR)/node_modules/.stamp: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: $(NODE_DIR)/node_modules/.stamp ## install the JavaScript test clients (socket.io-client)
+
+test: venv node ## run the whole test suite in .venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+$(VENV_OLDEST)/.stamp: setup.py pyproject.toml tests/constraints-oldest.txt
+	$(PYTHON) -m venv $(VENV_OLDEST)
+	$(PY_OLDEST) -m pip install -q --upgrade pip
+	$(PY_OLDEST) -m pip install -q -c tests/constraints-oldest.txt -e '.[test]'
+	touch $@
+
+test-oldest: $(VENV_OLDEST)/.stamp node ## run the suite on the oldest supported libraries (Debian bookworm's)
+	$(PY_OLDEST) -m pip list 2>/dev/null | grep -iE '^(tornado|python-socketio|python-engineio|configargparse) '
+	$(PY_OLDEST) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff, and vermin: the code must run on Python 3.8 (JetPack 5)
+	$(VENV)/bin/ruff check tegrastats_api tests bench
+	$(VENV)/bin/vermin -q --no-tips --violations -t=3.8- --backport dataclasses tegrastats_api tests bench
+
+typecheck: venv ## mypy on the package
+	$(VENV)/bin/mypy tegrastats_api
+
+install: venv ## install the package into .venv
+	@echo "installed into $(VENV): $(VENV)/bin/tegrastats-api"
+
+run: venv ## serve on port $(PORT) (replays a recorded AGX Orin where there is no Jetson)
+	$(VENV)/bin/tegrastats-api run --port $(PORT)
+
+bench: venv ## measure: parse rate (more to come)
+	$(PY) bench/run.py
+
+sdist: venv ## build the sdist and wheel into dist/
+	$(PY) -m pip wheel --no-deps -w dist .
+
+clean: ## remove virtual environments and build output
+	rm -rf $(VENV) $(VENV_OLDEST) build dist *.egg-info $(NODE_DIR)/node_modules

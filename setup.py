@@ -1,0 +1,59 @@
+"""Packaging for tegrastats-api.
+
+The dashboard lives in the top-level ``static/`` folder of the source tree and is
+shipped inside the package as ``tegrastats_api/static`` (see ``package_dir``), so a
+wheel, an sdist and an editable install all find it through
+``tegrastats_api.config.default_static_dir()``.
+"""
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).resolve().parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"',
+    (HERE / "tegrastats_api" / "__init__.py").read_text(encoding="utf-8"),
+    re.M,
+).group(1)
+
+setup(
+    name="tegrastats-api",
+    version=VERSION,
+    description="Live NVIDIA Jetson health (tegrastats) over REST, WebSocket, Socket.IO and Prometheus",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.8",
+    packages=["tegrastats_api", "tegrastats_api.static"],
+    package_dir={"tegrastats_api.static": "static"},
+    package_data={
+        "tegrastats_api": ["data/boards/*.txt", "py.typed"],
+        "tegrastats_api.static": ["*", "**/*"],
+    },
+    install_requires=[
+        "tornado>=6.1",
+        "python-socketio>=5.0",
+        "python-engineio>=4.0",
+        "configargparse>=1.5",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "hypothesis>=6",
+            "websocket-client>=1.0",
+            "requests>=2.25",
+        ],
+        "dev": ["ruff", "mypy", "vermin>=1.5"],
+    },
+    entry_points={"console_scripts": ["tegrastats-api = tegrastats_api.cli:main"]},
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.8",
+        "Programming Language :: Python :: 3.12",
+        "Operating System :: POSIX :: Linux",
+        "Framework :: Tornado",
+        "Topic :: System :: Monitoring",
+    ],
+)
