@@ -1,25 +1,102 @@
-"""Settings: the frozen :class:`Config` every other module receives.
+"""Settings: the frozen :class:`Config`, and the one configargparse parser that fills it.
 
-This module holds the value type (and, with the CLI issue, the configargparse parser and
-validation). It does no I/O at import and never configures logging.
+What it does: declares every setting of CONTRACT.md section 1 once (:data:`SETTINGS`),
+reads them with precedence flag > environment variable > config file > default, with
+flags accepted on both sides of the subcommand, validates them with one clear message
+per bad value (:class:`ConfigError`), and records where each value came from.
+
+What it does not: print, configure logging or start anything (that is ``cli``), and it
+never passes the argparse namespace on: callers get a :class:`Config`.
+
+Why the subcommand is taken out of argv before parsing: configargparse with subparsers
+has a history of env/config values landing after the subcommand (bw2/ConfigArgParse#57,
+#350), and 1.5 and 1.9 differ. Parsing one flat argument list with one parser avoids
+all of it, on every version.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Tuple
+import argparse
+import os
+from dataclasses import dataclass, fields
+from typing import IO, Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import configargparse
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 58090
 DEFAULT_BOARD = "agx-orin"
+DEFAULT_CONFIG_FILE = "/etc/tegrastats-api/tegrastats-api.conf"
+ENV_PREFIX = "TEGRASTATS_API_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+COMMANDS = ("run", "test", "monitor", "config")
+_SIMULATE_DEFAULT = ("", "1", "true", "yes", "on")
+_SIMULATE_OFF = ("0", "false", "no", "off", "none")
+
+
+class ConfigError(ValueError):
+    """A bad setting; ``str()`` is one line naming the setting and what is wrong."""
+
+
+class Setting(NamedTuple):
+    """One row of the settings table: the flag is ``--name-with-dashes``."""
+
+    name: str
+    metavar: Optional[str]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+SETTINGS = (
+    Setting("host", "H", "address to listen on (`0.0.0.0` = every interface)"),
+    Setting("port", "P", "TCP port (0 picks a free one)"),
+    Setting("debug", None, "DEBUG logging (never Tornado's autoreload)"),
+    Setting("log_level", "LEVEL", "log level: " + ", ".join(LOG_LEVELS)),
+    Setting("max_connections", "N", "push clients allowed at once (Socket.IO and /ws together)"),
+    Setting("update_interval", "S", "seconds between samples, passed to tegrastats as --interval ms"),
+    Setting("tegrastats", "PATH", "the tegrastats executable (name on PATH or a path)"),
+    Setting("simulate", "BOARD", "replay recorded lines of BOARD instead of running tegrastats"),
+    Setting("replay", "FILE", "replay the lines of FILE in a loop at the interval"),
+    Setting("cors_origins", "ORIGINS", "comma-separated allowed origins, `*` for any"),
+    Setting("auth_token", "TOKEN", "require `Authorization: Bearer TOKEN` or `?token=TOKEN`"),
+    Setting("history_size", "N", "samples kept for /api/history"),
+    Setting("config", "FILE", "config file of `key = value` lines (default %s if present)" % DEFAULT_CONFIG_FILE),
+)
+SETTING_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _parse_origins(value: Any) -> Tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    origins = tuple(o.strip().rstrip("/") for o in value if o.strip())
+    return origins or ("*",)
+
+
+def _parse_simulate(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text in _SIMULATE_DEFAULT:
+        return DEFAULT_BOARD
+    if text in _SIMULATE_OFF:
+        return None
+    return text
 
 
 @dataclass(frozen=True)
 class Config:
     """Every setting of the server, with the contract's defaults.
 
-    ``update_interval`` is in seconds (tegrastats gets it in ms); ``tegrastats`` is the
-    executable name or path; ``simulate`` is a board name (or None); ``replay`` a file
-    path (or None); ``cors_origins`` the allowed origins (``("*",)`` allows any).
+    Keyword names are the long flags with ``_`` for ``-``. ``update_interval`` is in
+    seconds; ``simulate`` a board name (``"1"``/``"true"`` mean ``agx-orin``) or None;
+    ``cors_origins`` a tuple (a comma-separated string is accepted). Raises
+    :class:`ConfigError` for a bad value.
     """
 
     host: str = DEFAULT_HOST
@@ -34,8 +111,255 @@ class Config:
     cors_origins: Tuple[str, ...] = ("*",)
     auth_token: Optional[str] = None
     history_size: int = 300
+    config: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "cors_origins", _parse_origins(self.cors_origins))
+        set_(self, "simulate", _parse_simulate(self.simulate))
+        set_(self, "log_level", str(self.log_level).upper())
+        set_(self, "auth_token", self.auth_token or None)
+        set_(self, "replay", self.replay or None)
+        _validate(self)
 
     @property
     def interval_ms(self) -> int:
         """The sample interval in whole milliseconds, as tegrastats' ``--interval`` takes it."""
         return max(1, int(round(self.update_interval * 1000)))
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> "Config":
+        """A Config from the ``TEGRASTATS_API_*`` variables (and the config file they name)."""
+        loaded = load(["run"], os.environ if environ is None else environ)
+        values = {f.name: getattr(loaded.config, f.name) for f in fields(cls)}
+        values.update(overrides)
+        return cls(**values)
+
+
+def _validate(config: Config) -> None:
+    if not isinstance(config.port, int) or not 0 <= config.port <= 65535:
+        raise ConfigError("--port: %r is not a TCP port (0-65535)" % (config.port,))
+    if not config.update_interval > 0 or config.update_interval > 3600:
+        raise ConfigError("--update-interval: %r must be above 0 and at most 3600 seconds" % (config.update_interval,))
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError("--log-level: %r is not one of %s" % (config.log_level, ", ".join(LOG_LEVELS)))
+    if config.max_connections < 1:
+        raise ConfigError("--max-connections: %r must be at least 1" % (config.max_connections,))
+    if config.history_size < 1:
+        raise ConfigError("--history-size: %r must be at least 1" % (config.history_size,))
+    if not config.host:
+        raise ConfigError("--host: must not be empty")
+    if config.simulate is not None and config.replay is not None:
+        raise ConfigError("--simulate and --replay: choose one source")
+
+
+def check_files(config: Config) -> None:
+    """The checks that read the disk: the replay file and the simulated board exist."""
+    from tegrastats_api.source import UnknownBoardError, load_board, load_replay
+
+    if config.replay is not None:
+        try:
+            load_replay(config.replay)
+        except (OSError, ValueError) as err:
+            raise ConfigError("--replay: cannot use %s: %s" % (config.replay, _reason(err))) from None
+    if config.simulate is not None:
+        try:
+            load_board(config.simulate)
+        except UnknownBoardError as err:
+            raise ConfigError("--simulate: %s" % err) from None
+
+
+def _reason(err: BaseException) -> str:
+    return err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+
+
+# --- the command line -------------------------------------------------------------
+
+
+class _Parser(configargparse.ArgumentParser):
+    """Raises ConfigError instead of printing usage and exiting, so errors are one line."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+class _KeyNormalisingConfigFile(configargparse.DefaultConfigFileParser):
+    """``key = value`` lines; ``max_connections`` and ``max-connections`` are the same key."""
+
+    def parse(self, stream: IO[str]) -> Dict[str, Any]:
+        items = super().parse(stream)
+        return type(items)((k.strip().lower().replace("_", "-"), v) for k, v in items.items())
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    d = Config.__dataclass_fields__  # the defaults live in one place: Config
+    for s in SETTINGS:
+        kw: Dict[str, Any] = {"help": s.help, "env_var": s.env, "dest": s.name}
+        if s.name == "debug":
+            parser.add_argument(s.flag, action="store_true", default=False, **kw)
+            continue
+        kw["metavar"] = s.metavar
+        if s.name == "simulate":
+            kw.update(nargs="?", const=DEFAULT_BOARD)
+        elif s.name in ("port", "max_connections", "history_size"):
+            kw["type"] = int
+        elif s.name == "update_interval":
+            kw["type"] = float
+        default = d[s.name].default if s.name in d else None
+        parser.add_argument(s.flag, default=default, **kw)
+
+
+COMMAND_HELP = {
+    "run": "serve until SIGINT/SIGTERM",
+    "test": "probe every endpoint of a running server, print a table",
+    "monitor": "live terminal view of the pushes (JSON lines when not a terminal)",
+    "config": "print every effective setting and where it came from",
+}
+COMMAND_EXAMPLES = {
+    "run": ["tegrastats-api run", "tegrastats-api run --port 8080 --simulate orin-nano",
+            "TEGRASTATS_API_PORT=8080 tegrastats-api run"],
+    "test": ["tegrastats-api test", "tegrastats-api test --host 192.168.1.20 --port 58090 --auth-token T"],
+    "monitor": ["tegrastats-api monitor", "tegrastats-api monitor --duration 10 > samples.jsonl"],
+    "config": ["tegrastats-api config", "tegrastats-api --config ./my.conf config"],
+}
+
+
+def build_parser(command: str, config_files: Sequence[str] = ()) -> configargparse.ArgumentParser:
+    """The parser of one subcommand: every setting, plus that command's own options."""
+    examples = "\n".join("  " + e for e in COMMAND_EXAMPLES[command])
+    parser = _Parser(
+        prog="tegrastats-api %s" % command,
+        description=COMMAND_HELP[command] + ". Settings: flag > env var > config file > default.",
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        default_config_files=list(config_files),
+        config_file_parser_class=_KeyNormalisingConfigFile,
+        args_for_setting_config_path=[],
+        ignore_unknown_config_file_keys=False,
+    )
+    _add_settings(parser)
+    if command == "monitor":
+        parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    return parser
+
+
+class Loaded(NamedTuple):
+    """What :func:`load` returns: the command, its Config, sources and extra options."""
+
+    command: Optional[str]
+    config: Config
+    sources: Dict[str, str]
+    options: Dict[str, Any]
+
+
+def split_command(argv: Sequence[str]) -> Tuple[Optional[str], List[str]]:
+    """Take the subcommand out of ``argv``, wherever it stands among the flags."""
+    valued = {s.flag for s in SETTINGS if s.name not in ("debug", "simulate")} | {"--duration"}
+    rest = list(argv)
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        if token in COMMANDS:
+            return token, rest[:i] + rest[i + 1:]
+        if token in valued:
+            i += 1  # skip the flag's value
+        i += 1
+    return None, rest
+
+
+def _flag_value(argv: Sequence[str], flag: str) -> Optional[str]:
+    for i, token in enumerate(argv):
+        if token == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if token.startswith(flag + "="):
+            return token[len(flag) + 1:]
+    return None
+
+
+def _config_file(argv: Sequence[str], environ: Mapping[str, str]) -> Tuple[Optional[str], str]:
+    """The config file to read and where its name came from; raises if it can't be read."""
+    path, source = _flag_value(argv, "--config"), "flag"
+    if path is None and environ.get(SETTING_BY_NAME["config"].env):
+        path, source = environ[SETTING_BY_NAME["config"].env], "env " + SETTING_BY_NAME["config"].env
+    if path is None:
+        return (DEFAULT_CONFIG_FILE, "default") if os.path.exists(DEFAULT_CONFIG_FILE) else (None, "default")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            stream.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError("--config: cannot read %s: %s" % (path, _reason(err))) from None
+    return path, source
+
+
+def _file_keys(path: str) -> Dict[str, Any]:
+    with open(path, encoding="utf-8") as stream:
+        try:
+            items = _KeyNormalisingConfigFile().parse(stream)
+        except configargparse.ConfigFileParserException as err:
+            raise ConfigError("--config: %s: %s" % (path, err)) from None
+    known = {s.name.replace("_", "-") for s in SETTINGS if s.name != "config"}
+    for key in items:
+        if key not in known:
+            raise ConfigError("--config: %s: unknown setting %r (known: %s)" % (path, key, ", ".join(sorted(known))))
+    return items
+
+
+def _sources(argv: Sequence[str], environ: Mapping[str, str], path: Optional[str],
+             path_source: str, file_keys: Mapping[str, Any]) -> Dict[str, str]:
+    out = {}
+    for s in SETTINGS:
+        if any(t == s.flag or t.startswith(s.flag + "=") for t in argv):
+            out[s.name] = "flag"
+        elif s.name == "config":
+            out[s.name] = path_source
+        elif environ.get(s.env) is not None and (s.name != "debug" or environ[s.env]):
+            out[s.name] = "env " + s.env
+        elif s.name.replace("_", "-") in file_keys:
+            out[s.name] = "file " + str(path)
+        else:
+            out[s.name] = "default"
+    return out
+
+
+def load(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
+    """Parse ``argv`` (without the program name) and ``environ`` into a :class:`Loaded`.
+
+    Raises :class:`ConfigError` (one line) for a bad setting or usage; ``--help`` raises
+    SystemExit(0) after argparse printed the help.
+    """
+    command, rest = split_command(argv)
+    if command is None:
+        raise ConfigError("no command given: choose one of %s" % ", ".join(COMMANDS))
+    path, path_source = _config_file(rest, environ)
+    file_keys = _file_keys(path) if path else {}
+    parser = build_parser(command, [path] if path else [])
+    namespace = parser.parse_args(rest, env_vars=dict(environ))
+    values = vars(namespace)
+    options = {"duration": values.pop("duration", None)}
+    values["config"] = path
+    try:
+        config = Config(**values)
+    except TypeError as err:  # pragma: no cover - SETTINGS and Config disagree
+        raise ConfigError(str(err)) from None
+    if options["duration"] is not None and options["duration"] <= 0:
+        raise ConfigError("--duration: %r must be above 0 seconds" % (options["duration"],))
+    return Loaded(command, config, _sources(rest, environ, path, path_source, file_keys), options)
+
+
+def describe(loaded: Loaded) -> List[str]:
+    """``name = value  (source)`` lines for ``tegrastats-api config``; the token masked."""
+    lines = []
+    for s in SETTINGS:
+        value = getattr(loaded.config, s.name)
+        if s.name == "auth_token" and value:
+            text = "***"
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):
+            text = ",".join(value)
+        elif value is None:
+            text = "none"
+        else:
+            text = str(value)
+        lines.append("%s = %s  (%s)" % (s.name, text, loaded.sources[s.name]))
+    return lines
