@@ -1,0 +1,228 @@
+"""Clients of a running server: the checks of ``tegrastats-api test`` and the ``monitor`` feed.
+
+What it does: :func:`probe_all` calls health, status, the four sections, ``/ws`` and
+Socket.IO (Engine.IO 4 over a WebSocket, spoken directly, so no extra client library
+is needed) and returns one :class:`Result` per check; :func:`monitor` follows ``/ws``
+and writes each document as a JSON line or as the screen of
+:func:`tegrastats_api.console.format_snapshot`.
+
+What it does not: print tables itself (``cli`` does), or start a server.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import IO, Any, Awaitable, Callable, Dict, List, NamedTuple, Optional, Tuple
+from urllib.parse import quote
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from tegrastats_api.config import Config
+from tegrastats_api.console import format_snapshot
+
+SECTIONS = ("cpu", "memory", "temperature", "power")
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
+
+
+class ProbeError(Exception):
+    """The server could not be reached or answered something unusable."""
+
+
+class Result(NamedTuple):
+    """One check: its name, whether it passed, how long it took (ms), and why."""
+
+    name: str
+    ok: bool
+    ms: float
+    detail: str
+
+
+def base_url(config: Config, scheme: str = "http") -> str:
+    """Where a client reaches the server: a wildcard ``--host`` means this machine."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.host, config.host)
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s://%s:%d" % (scheme, host, config.port)
+
+
+def _headers(config: Config) -> Dict[str, str]:
+    return {"Authorization": "Bearer " + config.auth_token} if config.auth_token else {}
+
+
+def _query(config: Config, first: str = "?") -> str:
+    return first + "token=" + quote(config.auth_token) if config.auth_token else ""
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, HTTPClientError) and err.response is not None:
+        try:
+            return "HTTP %d: %s" % (err.code, json.loads(err.response.body)["error"])
+        except (ValueError, KeyError, TypeError):
+            return "HTTP %d" % err.code
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused (is the server running on this port?)"
+    if isinstance(err, asyncio.TimeoutError):
+        return "timed out"
+    return str(err) or type(err).__name__
+
+
+async def _get_json(config: Config, path: str, timeout: float) -> Tuple[int, Any]:
+    request = HTTPRequest(base_url(config) + path, headers=_headers(config), request_timeout=timeout)
+    response = await AsyncHTTPClient().fetch(request, raise_error=False)
+    if response.code == 599 and response.error is not None:
+        raise response.error
+    try:
+        return response.code, json.loads(response.body)
+    except ValueError:
+        raise ProbeError("%s answered HTTP %d with non-JSON" % (path, response.code)) from None
+
+
+async def _check_health(config: Config, timeout: float) -> str:
+    code, body = await _get_json(config, "/api/health", timeout)
+    if code != 200:
+        raise ProbeError("HTTP %d, status %s" % (code, body.get("status")))
+    return "%s, source %s, %d samples, %d parse errors" % (
+        body["status"], body["source"], body["samples"], body["parse_errors"])
+
+
+async def _check_status(config: Config, timeout: float) -> str:
+    code, body = await _get_json(config, "/api/status", timeout)
+    if code != 200:
+        raise ProbeError("HTTP %d: %s" % (code, body.get("error")))
+    if body.get("schema") != 1:
+        raise ProbeError("not a schema-1 document")
+    return "%d cores, RAM %s/%s MB" % (
+        len(body["cpu"]["cores"]), body["memory"]["ram"]["used"], body["memory"]["ram"]["total"])
+
+
+def _section_check(section: str) -> Callable[[Config, float], Awaitable[str]]:
+    async def check(config: Config, timeout: float) -> str:
+        code, body = await _get_json(config, "/api/" + section, timeout)
+        if code != 200:
+            raise ProbeError("HTTP %d: %s" % (code, body.get("error")))
+        if section not in body or "timestamp" not in body:
+            raise ProbeError("no %r key in the answer" % section)
+        value = body[section]
+        if section == "cpu":
+            return "%d cores, usage %s%%" % (len(value["cores"]), value["usage"])
+        if section == "memory":
+            return "RAM %s/%s MB" % (value["ram"]["used"], value["ram"]["total"])
+        return "%d %s" % (len(value), "sensors" if section == "temperature" else "rails")
+
+    return check
+
+
+async def _connect(config: Config, url: str, timeout: float) -> WebSocketClientConnection:
+    request = HTTPRequest(url, headers=_headers(config), request_timeout=timeout)
+    return await asyncio.wait_for(websocket_connect(request), timeout)
+
+
+async def _check_ws(config: Config, timeout: float) -> str:
+    conn = await _connect(config, base_url(config, "ws") + "/ws" + _query(config), timeout)
+    try:
+        message = await asyncio.wait_for(conn.read_message(), timeout)
+    finally:
+        conn.close()
+    if message is None:
+        raise ProbeError("closed without a frame")
+    document = json.loads(message)
+    return "first frame %d bytes, schema %s" % (len(message), document.get("schema"))
+
+
+async def _check_socketio(config: Config, timeout: float) -> str:
+    """Engine.IO 4 open, Socket.IO connect, then wait for ``tegrastats_update``."""
+    url = base_url(config, "ws") + "/socket.io/?EIO=4&transport=websocket" + _query(config, "&")
+    conn = await _connect(config, url, timeout)
+    try:
+        deadline = time.monotonic() + timeout
+        connected = False
+        while time.monotonic() < deadline:
+            packet = await asyncio.wait_for(conn.read_message(), max(0.01, deadline - time.monotonic()))
+            if packet is None:
+                raise ProbeError("closed by the server")
+            packet = str(packet)
+            if packet.startswith("0"):  # Engine.IO open: now connect the namespace
+                auth = json.dumps({"token": config.auth_token}) if config.auth_token else ""
+                await conn.write_message("40" + auth)
+            elif packet == "2":  # Engine.IO ping
+                await conn.write_message("3")
+            elif packet.startswith("44"):
+                raise ProbeError("connect refused: %s" % json.loads(packet[2:]).get("message"))
+            elif packet.startswith("40"):
+                connected = True
+            elif packet.startswith("42"):
+                event, document = json.loads(packet[2:])[:2]
+                if event == "tegrastats_update" and connected:
+                    return "tegrastats_update, schema %s" % document.get("schema")
+        raise ProbeError("no tegrastats_update within %.1f s" % timeout)
+    finally:
+        conn.close()
+
+
+CHECKS: List[Tuple[str, Callable[[Config, float], Awaitable[str]]]] = (
+    [("health", _check_health), ("status", _check_status)]
+    + [(section, _section_check(section)) for section in SECTIONS]
+    + [("websocket", _check_ws), ("socket.io", _check_socketio)]
+)
+
+
+async def _probe_all(config: Config, timeout: float) -> List[Result]:
+    results = []
+    for name, check in CHECKS:
+        start = time.perf_counter()
+        try:
+            detail, ok = await check(config, timeout), True
+        except (ProbeError, OSError, HTTPClientError, asyncio.TimeoutError, ValueError, KeyError) as err:
+            detail, ok = _reason(err), False
+        results.append(Result(name, ok, (time.perf_counter() - start) * 1000, detail))
+    return results
+
+
+def probe_all(config: Config, timeout: float = 5.0) -> List[Result]:
+    """Run every check against the server at ``config.host:config.port``."""
+    return asyncio.run(_probe_all(config, max(timeout, 3 * config.update_interval)))
+
+
+def format_table(results: List[Result]) -> List[str]:
+    """The report of ``tegrastats-api test``: one row per check, then a summary line."""
+    lines = ["%-12s %-6s %9s  %s" % ("check", "result", "time", "detail")]
+    for r in results:
+        lines.append("%-12s %-6s %7.1f ms  %s" % (r.name, "PASS" if r.ok else "FAIL", r.ms, r.detail))
+    failed = sum(not r.ok for r in results)
+    lines.append("%d passed, %d failed" % (len(results) - failed, failed))
+    return lines
+
+
+async def _monitor(config: Config, out: IO[str], duration: Optional[float], as_json: bool) -> None:
+    url = base_url(config, "ws") + "/ws" + _query(config)
+    try:
+        conn = await _connect(config, url, 10.0)
+    except (OSError, HTTPClientError, asyncio.TimeoutError) as err:
+        raise ProbeError("cannot connect to %s: %s" % (url.split("?")[0], _reason(err))) from None
+    loop = asyncio.get_running_loop()
+    deadline = None if duration is None else loop.time() + duration
+    try:
+        while True:
+            wait = None if deadline is None else deadline - loop.time()
+            if wait is not None and wait <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(conn.read_message(), wait)
+            except asyncio.TimeoutError:
+                return
+            if message is None:
+                raise ProbeError("the server closed the connection")
+            if as_json:
+                out.write(str(message).strip() + "\n")
+            else:
+                out.write(CLEAR_SCREEN + format_snapshot(json.loads(message), 80) + "\n")
+            out.flush()
+    finally:
+        conn.close()
+
+
+def monitor(config: Config, out: IO[str], *, duration: Optional[float] = None, as_json: bool = False) -> None:
+    """Follow ``/ws`` until ``duration`` seconds pass (forever if None)."""
+    asyncio.run(_monitor(config, out, duration, as_json))
