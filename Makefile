@@ -48,8 +48,16 @@ lint: venv ## ruff, and vermin: the code must run on Python 3.8 (JetPack 5)
 typecheck: venv ## mypy on the package
 	$(VENV)/bin/mypy tegrastats_api
 
-install: venv ## install the package into .venv
-	@echo "installed into $(VENV): $(VENV)/bin/tegrastats-api"
+SELFTEST_PORT ?= 58099
+
+install: venv ## install into .venv, then start it briefly and run `tegrastats-api test` against it
+	@echo "== installed: $(VENV)/bin/tegrastats-api; self-test on 127.0.0.1:$(SELFTEST_PORT)"
+	@$(VENV)/bin/tegrastats-api run --host 127.0.0.1 --port $(SELFTEST_PORT) --simulate --log-level WARNING & pid=$$!; \
+	rc=1; for i in $$(seq 1 40); do \
+		if $(VENV)/bin/tegrastats-api test --host 127.0.0.1 --port $(SELFTEST_PORT) > .selftest.out 2>&1; then rc=0; break; fi; \
+		sleep 0.25; \
+	done; \
+	cat .selftest.out; rm -f .selftest.out; kill $$pid; wait $$pid; exit $$rc
 
 run: venv ## serve on port $(PORT) (replays a recorded AGX Orin where there is no Jetson)
 	$(VENV)/bin/tegrastats-api run --port $(PORT)
