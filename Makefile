@@ -1,5 +1,7 @@
 # tegrastats-api: developer commands. `make` alone lists them.
 PYTHON      ?= python3
+# The oldest Python we support (JetPack 5 ships 3.8): used by test-oldest when installed.
+PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.8*/bin/python3 /usr/bin/python3.8) $(PYTHON))
 VENV        ?= .venv
 VENV_OLDEST ?= .venv-oldest
 PY          := $(VENV)/bin/python
@@ -32,13 +34,14 @@ test: venv node ## run the whole test suite in .venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 $(VENV_OLDEST)/.stamp: setup.py pyproject.toml tests/constraints-oldest.txt
-	$(PYTHON) -m venv $(VENV_OLDEST)
+	$(PYTHON_OLDEST) -m venv $(VENV_OLDEST)
 	$(PY_OLDEST) -m pip install -q --upgrade pip
 	$(PY_OLDEST) -m pip install -q -c tests/constraints-oldest.txt -e '.[test]'
 	touch $@
 
 test-oldest: $(VENV_OLDEST)/.stamp node ## run the suite on the oldest supported libraries (Debian bookworm's)
-	$(PY_OLDEST) -m pip list 2>/dev/null | grep -iE '^(tornado|python-socketio|python-engineio|configargparse) '
+	@$(PY_OLDEST) --version
+	@$(PY_OLDEST) -m pip list 2>/dev/null | grep -iE '^(tornado|python-socketio|python-engineio|configargparse) '
 	$(PY_OLDEST) -m pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff, and vermin: the code must run on Python 3.8 (JetPack 5)

@@ -128,7 +128,7 @@ class Config:
         return max(1, int(round(self.update_interval * 1000)))
 
     @classmethod
-    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> "Config":
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Config:
         """A Config from the ``TEGRASTATS_API_*`` variables (and the config file they name)."""
         loaded = load(["run"], os.environ if environ is None else environ)
         values = {f.name: getattr(loaded.config, f.name) for f in fields(cls)}

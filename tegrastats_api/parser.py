@@ -193,7 +193,7 @@ class _Line:
     def unknown(self, name: str, value: str = "") -> None:
         _put(self.extra, name, value)
 
-    def token(self, m: "re.Match[str]") -> None:
+    def token(self, m: re.Match[str]) -> None:
         """Store one matched token in its section (or in ``extra``)."""
         kind = m.lastgroup
         g = m.group
@@ -267,7 +267,7 @@ class _Line:
         return Gpu(self.gpcs[0][0], tuple(freqs), per_gpc)
 
 
-def _source_time(m: "re.Match[str]") -> Optional[str]:
+def _source_time(m: re.Match[str]) -> Optional[str]:
     """``MM-DD-YYYY hh:mm:ss`` as ``YYYY-MM-DDThh:mm:ss``; None for an impossible date."""
     month, day, hour, minute, second = (int(m.group(k)) for k in ("mo", "d", "h", "mi", "s"))
     if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):

@@ -44,7 +44,7 @@ class TegrastatsServer:
             raise RuntimeError("the server is not started")
         return self._server.url
 
-    def start(self, timeout: float = 15.0) -> "TegrastatsServer":
+    def start(self, timeout: float = 15.0) -> TegrastatsServer:
         """Start serving in a background thread; returns once it listens.
 
         Raises what start-up raises (``ListenError``, ``TegrastatsNotFoundError``,
@@ -97,7 +97,7 @@ class TegrastatsServer:
         self._thread = None
         self._server = None
 
-    def __enter__(self) -> "TegrastatsServer":
+    def __enter__(self) -> TegrastatsServer:
         return self.start()
 
     def __exit__(
