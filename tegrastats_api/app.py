@@ -1,0 +1,269 @@
+"""The application: the route table, and a server that starts and stops in order.
+
+What it does: :func:`make_app` holds the whole route table (REST, ``/ws``, ``/socket.io/``
+and the dashboard's static files). :class:`Server` picks the source (CONTRACT.md
+section 1), builds the hub, the Socket.IO server and the application, listens (port 0
+picks a free port, see :attr:`Server.port`), starts the source, and stops in order:
+stop accepting, close ``/ws`` clients with a close frame, disconnect Socket.IO clients,
+stop the source (no tegrastats child left). :func:`serve` runs a :class:`Server` until
+SIGTERM or SIGINT and returns the exit status 0; :func:`run` is its blocking form.
+
+What it does not: parse settings or configure logging (see :mod:`tegrastats_api.cli`),
+or ever use Tornado's ``debug``/``autoreload`` (a reload would orphan the child).
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import signal
+import threading
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import socketio
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application
+
+from tegrastats_api.config import Config
+from tegrastats_api.handlers import (
+    HealthHandler,
+    NotFoundHandler,
+    SectionHandler,
+    StaticHandler,
+    StatusHandler,
+)
+from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
+from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
+from tegrastats_api.source import ReplaySource, SourcePlan, TegrastatsProcess, plan_source
+from tegrastats_api.websocket import SnapshotSocket
+
+log = logging.getLogger(__name__)
+
+Source = Union[TegrastatsProcess, ReplaySource]
+
+# /ws keep-alive: a ping every 10 s; a client that stops answering is closed after
+# tornado's own ping timeout (30 s before tornado 6.5, one interval since; setting it
+# explicitly would be wrong for one of the two, so it is left at the default).
+WS_PING_INTERVAL_S = 10
+WS_MAX_MESSAGE_BYTES = 64 * 1024  # clients send nothing we read
+CLOSE_WAIT_S = 1.0  # time for close frames to go out before the source is stopped
+REPO_STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
+SYSTEM_STATIC = "/usr/share/tegrastats-api/static"
+
+
+class ListenError(OSError):
+    """The server cannot listen on ``host:port`` (port in use, no permission, bad address)."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        reason = error.strerror or str(error)
+        super().__init__(error.errno, "cannot listen on %s:%d: %s" % (host, port, reason))
+        self.host = host
+        self.port = port
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def default_static_dir() -> str:
+    """The dashboard's folder: the installed ``tegrastats_api/static`` package, else the
+    checkout's ``static/``, else the Debian path (returned even if missing)."""
+    candidates: List[str] = []
+    spec = importlib.util.find_spec("tegrastats_api.static")
+    if spec is not None and spec.submodule_search_locations:
+        candidates.extend(spec.submodule_search_locations)
+    candidates += [REPO_STATIC, SYSTEM_STATIC]
+    for folder in candidates:
+        if os.path.isfile(os.path.join(folder, "index.html")):
+            return folder
+    return candidates[0]
+
+
+def make_app(
+    hub: SnapshotHub,
+    limiter: ConnectionLimiter,
+    sio: socketio.AsyncServer,
+    config: Config,
+    *,
+    static_dir: Optional[str] = None,
+) -> Application:
+    """The Tornado application with the whole route table."""
+    common: Dict[str, Any] = {"hub": hub, "config": config, "limiter": limiter}
+    routes: List[Any] = [
+        (r"/api/health", HealthHandler, common),
+        (r"/api/status", StatusHandler, common),
+        (r"/api/cpu", SectionHandler, dict(common, section="cpu")),
+        (r"/api/memory", SectionHandler, dict(common, section="memory")),
+        (r"/api/temperature", SectionHandler, dict(common, section="temperature")),
+        (r"/api/power", SectionHandler, dict(common, section="power")),
+        (r"/api/.*", NotFoundHandler, common),
+        (r"/ws", SnapshotSocket, common),
+        (r"/socket\.io/", make_sio_handler(sio, config)),
+        (r"/(.*)", StaticHandler,
+         {"path": static_dir or default_static_dir(), "default_filename": "index.html"}),
+    ]
+    return Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        default_handler_args=common,
+        cors_origins=tuple(config.cors_origins),
+        websocket_ping_interval=WS_PING_INTERVAL_S,
+        websocket_max_message_size=WS_MAX_MESSAGE_BYTES,
+        debug=False,
+        autoreload=False,
+    )
+
+
+def make_source(plan: SourcePlan, hub: SnapshotHub, config: Config) -> Source:
+    """The source the plan names, reporting to ``hub``."""
+    if plan.kind == "tegrastats":
+        return TegrastatsProcess(plan.argv, hub.feed_line, hub.set_state, hub.discard)
+    return ReplaySource(
+        plan.lines, hub.feed_line, hub.set_state, hub.discard,
+        interval_s=config.update_interval, live_timestamps=plan.kind == "simulator",
+    )
+
+
+class Server:
+    """One running tegrastats-api: source, hub, REST, ``/ws`` and Socket.IO.
+
+    ``await start()`` and ``await stop()`` must run on the IOLoop the server serves on
+    (any thread). ``plan`` overrides the source choice (tests, the library).
+    """
+
+    def __init__(self, config: Config, *, plan: Optional[SourcePlan] = None) -> None:
+        self.config = config
+        self.plan = plan
+        self.hub: Optional[SnapshotHub] = None
+        self.limiter = ConnectionLimiter(config.max_connections)
+        self.sio: Optional[socketio.AsyncServer] = None
+        self.source: Optional[Source] = None
+        self.port: Optional[int] = None
+        self._http: Optional[HTTPServer] = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` to reach the server (a wildcard host becomes loopback)."""
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(
+            self.config.host, self.config.host
+        )
+        if ":" in host:
+            host = "[%s]" % host
+        return "http://%s:%s" % (host, self.port)
+
+    async def start(self) -> None:
+        """Choose the source, listen, start the source; raises ListenError,
+        TegrastatsNotFoundError and the source plan's errors (nothing left running)."""
+        config = self.config
+        plan = self.plan or plan_source(
+            tegrastats=config.tegrastats, interval_ms=config.interval_ms,
+            simulate=config.simulate, replay=config.replay,
+        )
+        if plan.warning:
+            log.warning("!!! %s", plan.warning)
+        self.hub = hub = SnapshotHub(
+            plan.kind, history_size=config.history_size, interval_s=config.update_interval
+        )
+        self.sio = make_sio(hub, self.limiter, config)
+        self._listen(make_app(hub, self.limiter, self.sio, config))
+        self.source = make_source(plan, hub, config)
+        started = False
+        try:
+            self.source.start()
+            started = True
+        finally:
+            if not started:  # e.g. tegrastats vanished since plan_source looked
+                self._http.stop()  # type: ignore[union-attr]
+                self._http = None
+        log.info("serving on %s (source: %s)", self.url, plan.kind)
+
+    def _listen(self, app: Application) -> None:
+        try:
+            sockets = bind_sockets(self.config.port, address=self.config.host or None)
+        except OSError as exc:
+            raise ListenError(self.config.host, self.config.port, exc) from exc
+        self._http = HTTPServer(app)
+        self._http.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop in order: accept nothing, close push clients, stop the source."""
+        if self._http is None:
+            return
+        http, self._http = self._http, None
+        http.stop()
+        for owner in self.limiter.owners():
+            if isinstance(owner, SnapshotSocket):
+                owner.shutdown()
+        if self.sio is not None:
+            await snapshot_namespace(self.sio).disconnect_all()
+        await _wait_for(lambda: self.limiter.count == 0, CLOSE_WAIT_S)
+        if self.source is not None:
+            await self.source.stop()
+        try:
+            await asyncio.wait_for(http.close_all_connections(), CLOSE_WAIT_S)
+        except asyncio.TimeoutError:
+            log.debug("some HTTP connections were still open at shutdown")
+        shutdown = getattr(self.sio, "shutdown", None)  # python-socketio >= 5.12
+        if shutdown is not None:
+            await shutdown()
+        log.info("stopped")
+
+
+async def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def serve(config: Config, *, ready: Optional[Callable[[Server], None]] = None) -> int:
+    """Serve until SIGTERM or SIGINT (or cancellation), stop in order, return 0.
+
+    ``ready(server)`` is called once the server listens (``server.port`` is the bound
+    port, useful with port 0). Signal handlers are installed only in the main thread.
+    Raises what :meth:`Server.start` raises.
+    """
+    server = Server(config)
+    await server.start()
+    stop = asyncio.Event()
+    signals = _install_signal_handlers(stop)
+    try:
+        if ready is not None:
+            ready(server)
+        await stop.wait()
+    finally:
+        _remove_signal_handlers(signals)
+        await server.stop()
+    return 0
+
+
+def run(config: Config) -> int:
+    """Blocking :func:`serve` on a new event loop; the process exit status."""
+    return asyncio.run(serve(config))
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> List[int]:
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    loop = asyncio.get_running_loop()
+    installed: List[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _on_signal, signum, stop)
+        installed.append(int(signum))
+    return installed
+
+
+def _on_signal(signum: int, stop: asyncio.Event) -> None:
+    log.info("%s received: stopping", signal.Signals(signum).name)
+    stop.set()
+
+
+def _remove_signal_handlers(signals: List[int]) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in signals:
+        loop.remove_signal_handler(signum)

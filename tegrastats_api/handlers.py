@@ -1,0 +1,202 @@
+"""REST handlers: JSON answers, CORS, auth and the rules shared with the push endpoints.
+
+What it does: :class:`BaseAPIHandler` answers JSON only (errors included, as
+``{"error": ..., "status": N}``), sets CORS headers for the configured origins, answers
+``OPTIONS`` with 204, supports ``HEAD`` and checks the bearer token. The endpoints are
+:class:`HealthHandler`, :class:`StatusHandler` and one :class:`SectionHandler` per section
+(a row of the route table each). :func:`origin_allowed` and :func:`request_token` are the
+Origin and token rules that ``/ws`` and Socket.IO apply as well.
+
+What it does not: encode sample documents (the hub does, once per sample), or hold state
+between requests.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+from http.client import responses
+from typing import Any, Dict, Optional, Sequence
+from urllib.parse import parse_qs, urlsplit
+
+from tornado.web import HTTPError, RequestHandler, StaticFileHandler
+
+from tegrastats_api import __version__
+from tegrastats_api.config import Config
+from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
+from tegrastats_api.snapshot import format_timestamp
+
+JSON_TYPE = "application/json; charset=UTF-8"
+ALLOW_METHODS = "GET, HEAD, OPTIONS"
+ALLOW_HEADERS = "Authorization, Content-Type"
+
+
+def origin_allowed(origin: Optional[str], host: str, cors_origins: Sequence[str]) -> bool:
+    """Whether a push client sending ``Origin: origin`` to ``Host: host`` may connect.
+
+    Always allowed: no Origin, ``null`` and ``file://`` (microcontrollers, local pages)
+    and the server's own host (the bundled dashboard); otherwise the origin must be in
+    ``cors_origins`` or that list must hold ``*``.
+    """
+    if not origin or origin == "null" or origin.lower().startswith("file://"):
+        return True
+    if "*" in cors_origins or origin.rstrip("/") in cors_origins:
+        return True
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+def bearer_token(authorization: Optional[str]) -> Optional[str]:
+    """The token of an ``Authorization: Bearer T`` header value, else None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def request_token(authorization: Optional[str], query: str) -> Optional[str]:
+    """The client's token: from the Authorization header, else from ``?token=``."""
+    token = bearer_token(authorization)
+    if token is None:
+        values = parse_qs(query).get("token")
+        token = values[0] if values else None
+    return token
+
+
+def token_valid(expected: Optional[str], given: Optional[str]) -> bool:
+    """True when no token is configured, or ``given`` equals it (constant-time compare)."""
+    if not expected:
+        return True
+    if given is None:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
+
+
+def error_body(status: int, message: str) -> bytes:
+    """The JSON error document of every endpoint."""
+    return json.dumps({"error": message, "status": status}).encode("utf-8")
+
+
+class JSONErrorMixin:
+    """Render every error raised through Tornado (404, 405, 500...) as a JSON document."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        handler: RequestHandler = self  # type: ignore[assignment]
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        reason = getattr(exc, "reason", None) or responses.get(status_code, "error")
+        handler.set_header("Content-Type", JSON_TYPE)
+        handler.finish(error_body(status_code, reason.lower()))
+
+
+class BaseAPIHandler(JSONErrorMixin, RequestHandler):
+    """JSON-only handler with CORS, OPTIONS, HEAD and bearer-token auth."""
+
+    requires_auth = True
+
+    def initialize(self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter) -> None:
+        self.hub = hub
+        self.config = config
+        self.limiter = limiter
+
+    def set_default_headers(self) -> None:
+        # Runs before initialize() and again for every error page, so the origins come
+        # from the application settings rather than from the handler's arguments.
+        self.set_header("Content-Type", JSON_TYPE)
+        self.set_header("Cache-Control", "no-store")
+        origins = self.settings.get("cors_origins", ("*",))
+        origin = self.request.headers.get("Origin")
+        if "*" in origins:
+            self.set_header("Access-Control-Allow-Origin", "*")
+        else:
+            self.set_header("Vary", "Origin")
+            if origin and origin.rstrip("/") in origins:
+                self.set_header("Access-Control-Allow-Origin", origin)
+
+    def prepare(self) -> None:
+        if self.request.method == "OPTIONS" or not self.requires_auth:
+            return
+        given = request_token(self.request.headers.get("Authorization"), self.request.query)
+        if not token_valid(self.config.auth_token, given):
+            self.set_header("WWW-Authenticate", 'Bearer realm="tegrastats-api"')
+            self.send_json(error_body(401, "missing or invalid token"), 401)
+
+    def compute_etag(self) -> Optional[str]:
+        return None  # the data changes every interval; no hashing of every answer
+
+    def options(self, *args: Any) -> None:
+        self.set_header("Access-Control-Allow-Methods", ALLOW_METHODS)
+        self.set_header("Access-Control-Allow-Headers", ALLOW_HEADERS)
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+        self.finish()
+
+    def head(self, *args: Any) -> None:
+        self.get(*args)  # Tornado sends the headers (with Content-Length) and no body
+
+    def send_json(self, payload: Optional[bytes], status: int = 200) -> None:
+        """Finish with ``payload``, or 503 ``no data yet`` when it is None."""
+        if payload is None:
+            payload, status = error_body(503, "no data yet"), 503
+        self.set_status(status)
+        self.finish(payload)
+
+
+class HealthHandler(BaseAPIHandler):
+    """``/api/health``: 200 when healthy, else 503 with the same body; never needs a token."""
+
+    requires_auth = False
+
+    def get(self, *args: Any) -> None:
+        body = self.health()
+        status = 200 if body["status"] == "healthy" else 503
+        self.send_json(json.dumps(body).encode("utf-8"), status)
+
+    def health(self) -> Dict[str, Any]:
+        hub = self.hub
+        age = hub.last_sample_age()
+        return {
+            "status": hub.health_status(),
+            "service": "tegrastats-api",
+            "timestamp": format_timestamp(hub.clock()),
+            "connected_clients": self.limiter.count,
+            "max_connections": self.limiter.limit,
+            "source": hub.source,
+            "last_sample_age": None if age is None else round(age, 3),
+            "samples": hub.samples,
+            "parse_errors": hub.parse_errors,
+            "restarts": hub.restarts,
+            "version": __version__,
+        }
+
+
+class StatusHandler(BaseAPIHandler):
+    """``/api/status``: the full document, from the bytes the hub encoded once."""
+
+    def get(self, *args: Any) -> None:
+        self.send_json(self.hub.latest_json)
+
+
+class SectionHandler(BaseAPIHandler):
+    """``/api/<section>``: ``{"<section>": ..., "timestamp": ...}`` of the newest sample."""
+
+    def initialize(  # type: ignore[override]
+        self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter, section: str
+    ) -> None:
+        super().initialize(hub, config, limiter)
+        self.section = section
+
+    def get(self, *args: Any) -> None:
+        self.send_json(self.hub.section_json(self.section))
+
+
+class NotFoundHandler(BaseAPIHandler):
+    """Any unknown API path: JSON 404 (also the application's default handler)."""
+
+    requires_auth = False
+
+    def prepare(self) -> None:
+        raise HTTPError(404)
+
+
+class StaticHandler(JSONErrorMixin, StaticFileHandler):
+    """The dashboard's files; open without a token, errors as JSON like the API."""

@@ -1,0 +1,134 @@
+"""The native WebSocket endpoint ``/ws``: one JSON text frame per sample.
+
+What it does: :class:`SnapshotSocket` checks the token, the Origin and the connection cap
+before the upgrade (answering 401, 403 or 503 with a JSON body), sends the latest
+document at once on open, then one text frame per sample straight from the bytes the hub
+encoded once. A client that cannot keep up loses intermediate frames: while one frame is
+still being written, only the newest sample waits behind it (it replaces any older one),
+so a slow client never delays the others, always gets the latest sample in the end, and
+holds at most two frames of server memory. Keep-alive pings come from the application settings
+``websocket_ping_interval``/``websocket_ping_timeout``; compression is off.
+
+What it does not: read anything clients send (messages are ignored), or encode JSON.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Optional, Tuple
+
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from tegrastats_api.config import Config
+from tegrastats_api.handlers import (
+    JSON_TYPE,
+    error_body,
+    origin_allowed,
+    request_token,
+    token_valid,
+)
+from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
+
+log = logging.getLogger(__name__)
+
+GOING_AWAY = 1001  # close code for a server shutdown
+
+
+class SnapshotSocket(WebSocketHandler):
+    """One ``/ws`` client: latest document on open, then every sample (or as many as it takes)."""
+
+    def initialize(self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter) -> None:
+        self.hub = hub
+        self.config = config
+        self.limiter = limiter
+        self.frames_dropped = 0
+        self._pending: Optional[asyncio.Future[None]] = None  # the frame being written
+        self._queued: Optional[bytes] = None  # the newest frame waiting for it
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        refusal = self._refusal()
+        if refusal is not None:
+            status, message = refusal
+            self.set_status(status)
+            self.set_header("Content-Type", JSON_TYPE)
+            self.finish(error_body(status, message))
+            return
+        try:
+            # Returns only when the connection is over (or was never upgraded).
+            await super().get(*args, **kwargs)
+        finally:
+            self.limiter.release(self)
+
+    def _refusal(self) -> Optional[Tuple[int, str]]:
+        """(status, message) when this handshake must be refused, else None (slot taken)."""
+        headers = self.request.headers
+        if headers.get("Upgrade", "").lower() != "websocket":
+            return 400, "expected a WebSocket upgrade"
+        given = request_token(headers.get("Authorization"), self.request.query)
+        if not token_valid(self.config.auth_token, given):
+            return 401, "missing or invalid token"
+        if not self.check_origin(headers.get("Origin", "")):
+            return 403, "origin not allowed"
+        if not self.limiter.acquire(self):
+            log.warning("/ws client from %s refused: %s", self.request.remote_ip, self.limiter.refusal())
+            return 503, self.limiter.refusal()
+        return None
+
+    def check_origin(self, origin: str) -> bool:
+        return origin_allowed(origin, self.request.host, self.config.cors_origins)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        log.debug("/ws client %s connected", self.request.remote_ip)
+        self.hub.subscribe(self.on_sample)
+        payload = self.hub.latest_json
+        if payload is not None:
+            self._send(payload)
+
+    def on_sample(self, document: Document, payload: bytes) -> None:
+        """Hub subscriber: send now, or keep only this newest frame until the last one is out."""
+        if self._pending is not None and not self._pending.done():
+            if self._queued is not None:
+                self.frames_dropped += 1
+            self._queued = payload
+            return
+        self._send(payload)
+
+    def _send(self, payload: bytes) -> None:
+        # bytes with binary=False: a text frame, with no per-client decode or encode.
+        try:
+            future = self.write_message(payload, binary=False)
+        except WebSocketClosedError:
+            self.hub.unsubscribe(self.on_sample)
+            return
+        self._pending = future
+        future.add_done_callback(self._on_written)
+
+    def _on_written(self, future: asyncio.Future[None]) -> None:
+        if future.cancelled():
+            return
+        try:
+            future.result()
+        except (WebSocketClosedError, StreamClosedError):
+            self._queued = None
+            return
+        queued, self._queued = self._queued, None
+        if queued is not None:
+            self._send(queued)
+
+    def on_message(self, message: Any) -> None:
+        """Clients have nothing to say yet; their messages are ignored."""
+
+    def on_close(self) -> None:
+        self.hub.unsubscribe(self.on_sample)
+        self.limiter.release(self)
+        log.debug(
+            "/ws client %s gone (code %s, %d frames dropped)",
+            self.request.remote_ip, self.close_code, self.frames_dropped,
+        )
+
+    def shutdown(self) -> None:
+        """Close with a 1001 close frame (server going away)."""
+        self.hub.unsubscribe(self.on_sample)
+        self.close(GOING_AWAY, "server shutting down")
+
