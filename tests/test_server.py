@@ -1,0 +1,271 @@
+"""End to end: the server as a real process, reading tests/fake_tegrastats.py as a real child.
+
+The server is ``python -m tegrastats_api run --port 0 ...``; the bound port is read from
+its ``serving on http://...`` log line. A wrapper script stands in for ``tegrastats`` so
+that the fake gets its fault flags. Also, in process: port 0, port in use and the
+simulator fallback.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+import socketio
+import websocket
+
+from conftest import FAKE_TEGRASTATS, TESTS_DIR
+from tegrastats_api.app import ListenError, Server
+from tegrastats_api.config import Config
+from tegrastats_api.source import SourcePlan
+
+WAIT_S = 10
+INTERVAL_S = 0.05
+ROOT_DIR = os.path.dirname(TESTS_DIR)
+SERVING_RE = re.compile(r"serving on http://127\.0\.0\.1:(\d+) ")
+
+
+class ServerProcess:
+    """``tegrastats-api run`` in a child process, its stderr in ``log_path``."""
+
+    def __init__(self, tmp_path, *fake_flags):
+        self.pidfile = tmp_path / "tegrastats.pid"
+        wrapper = tmp_path / "tegrastats"
+        wrapper.write_text('#!/bin/sh\nexec "%s" "%s" --pidfile "%s" %s "$@"\n' % (
+            sys.executable, FAKE_TEGRASTATS, self.pidfile, " ".join(fake_flags)))
+        wrapper.chmod(0o755)
+        self.log_path = tmp_path / "server.log"
+        self._log = open(self.log_path, "w")
+        env = dict(os.environ, PYTHONPATH=ROOT_DIR)  # also without an installed package
+        for name in list(env):
+            if name.startswith("TEGRASTATS_API_"):
+                del env[name]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tegrastats_api", "--config", os.devnull, "run",
+             "--host", "127.0.0.1", "--port", "0", "--update-interval", str(INTERVAL_S),
+             "--tegrastats", str(wrapper), "--log-level", "INFO"],
+            stdout=subprocess.DEVNULL, stderr=self._log, env=env,
+        )
+        match = wait_until(lambda: self.proc.poll() is None and SERVING_RE.search(self.log()),
+                           what="server start (log: %s)" % self.log_path)
+        self.port = int(match.group(1))
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def log(self):
+        return self.log_path.read_text()
+
+    def get(self, path):
+        return requests.get(self.url + path, timeout=WAIT_S)
+
+    def health(self):
+        return self.get("/api/health").json()
+
+    def child_pid(self):
+        return int(self.pidfile.read_text())
+
+    def stop(self, signum=signal.SIGTERM):
+        """Signal the server; its exit status."""
+        self.proc.send_signal(signum)
+        try:
+            return self.proc.wait(WAIT_S)
+        finally:
+            self.close()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(WAIT_S)
+        self._log.close()
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    started = []
+
+    def start(*fake_flags):
+        server = ServerProcess(tmp_path, *fake_flags)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+        pid = _pid_or_none(server.pidfile)
+        if pid is not None and _alive(pid):  # never leave a fake behind, even on failure
+            os.kill(pid, signal.SIGKILL)
+
+
+def _pid_or_none(path):
+    try:
+        return int(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid):
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(condition, timeout=WAIT_S, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("%s not met in %s s" % (what, timeout))
+
+
+def test_serves_the_child_and_counts_garbage_not_stderr(server_process):
+    server = server_process("--stderr-noise", "--garbage")
+    health = wait_until(lambda: server.get("/api/health").status_code == 200 and server.health())
+    assert health["source"] == "tegrastats"
+    wait_until(lambda: server.health()["parse_errors"] >= 3, what="garbage counted")
+    status = server.get("/api/status")
+    assert status.status_code == 200
+    document = status.json()
+    assert document["source"] == "tegrastats" and document["memory"]["ram"]["total"] == 62841
+    assert document["extra"] == {}
+    assert b"noise" not in status.content and b"garbage" not in status.content
+    for section in ["cpu", "memory", "temperature", "power"]:
+        assert set(server.get("/api/" + section).json()) == {section, "timestamp"}
+    wait_until(lambda: "stderr noise" in server.log(), what="stderr logged")
+
+
+def test_rest_ws_and_socketio_carry_the_same_document(server_process):
+    server = server_process()
+    wait_until(lambda: server.get("/api/status").status_code == 200)
+    frames, events = [], []
+    ws = websocket.create_connection(server.url.replace("http", "ws") + "/ws", timeout=WAIT_S)
+    sio = socketio.Client(reconnection=False)
+    sio.on("tegrastats_update", events.append)
+    sio.connect(server.url, transports=["websocket"], wait_timeout=WAIT_S)
+    try:
+        frames.append(json.loads(ws.recv()))
+        rest = server.get("/api/status").json()
+        while len(frames) < 10:
+            frames.append(json.loads(ws.recv()))
+        wait_until(lambda: len(events) >= 10, what="Socket.IO events")
+        assert rest in frames, "REST document not pushed on /ws"
+        assert rest in events, "REST document not pushed on Socket.IO"
+        assert server.health()["connected_clients"] == 2
+    finally:
+        ws.close()
+        sio.disconnect()
+
+
+def test_kill_9_of_the_child_is_healed(server_process):
+    server = server_process()
+    wait_until(lambda: server.get("/api/health").status_code == 200)
+    first_pid = server.child_pid()
+    samples = server.health()["samples"]
+    os.kill(first_pid, signal.SIGKILL)
+    wait_until(lambda: server.health()["restarts"] >= 1, what="restart counted")
+    wait_until(lambda: _pid_or_none(server.pidfile) not in (None, first_pid), what="new child")
+    wait_until(lambda: server.health()["samples"] > samples + 5, what="data resumed")
+    assert server.get("/api/health").status_code == 200
+    assert not _alive(first_pid)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly_with_no_child_left(server_process, signum):
+    server = server_process()
+    wait_until(lambda: server.get("/api/health").status_code == 200)
+    ws = websocket.create_connection(server.url.replace("http", "ws") + "/ws", timeout=WAIT_S)
+    ws.recv()
+    child = server.child_pid()
+    assert server.stop(signum) == 0
+    assert not _alive(child)
+    assert _close_code(ws) == 1001  # going away
+    assert "Traceback" not in server.log()
+
+
+def _close_code(ws):
+    """Read frames up to the close frame; its status code."""
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return struct.unpack("!H", data[:2])[0]
+
+
+@pytest.mark.slow
+def test_a_hanging_child_is_killed_on_stop(server_process):
+    server = server_process("--hang")
+    wait_until(lambda: server.get("/api/health").status_code == 200)
+    child = server.child_pid()
+    assert server.stop() == 0
+    assert not _alive(child)
+
+
+# --- in process ----------------------------------------------------------------------
+
+
+def _replay_plan(transport_lines):
+    return SourcePlan(kind="replay", lines=transport_lines[:1])
+
+
+def test_port_zero_binds_a_free_port(transport_lines):
+    async def scenario():
+        server = Server(Config(host="127.0.0.1", port=0), plan=_replay_plan(transport_lines))
+        await server.start()
+        try:
+            assert server.port > 0 and server.url == "http://127.0.0.1:%d" % server.port
+        finally:
+            await server.stop()
+        await server.stop()  # a second stop is harmless
+
+    asyncio.run(scenario())
+
+
+def test_port_in_use_is_a_listen_error(transport_lines):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+
+    async def scenario():
+        server = Server(Config(host="127.0.0.1", port=port), plan=_replay_plan(transport_lines))
+        with pytest.raises(ListenError) as caught:
+            await server.start()
+        assert caught.value.port == port
+        assert str(caught.value).startswith("cannot listen on 127.0.0.1:%d: " % port)
+        assert server.source is None  # nothing was started
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        busy.close()
+
+
+def test_without_tegrastats_off_a_jetson_simulates_loudly(caplog, tmp_path):
+    if os.path.exists("/etc/nv_tegra_release"):
+        pytest.skip("this machine is a Jetson")
+    config = Config(host="127.0.0.1", port=0, tegrastats=str(tmp_path / "no-tegrastats"))
+
+    async def scenario():
+        server = Server(config)
+        await server.start()
+        try:
+            return server.hub.source, server.hub.latest_document
+        finally:
+            await server.stop()
+
+    with caplog.at_level(logging.WARNING, logger="tegrastats_api.app"):
+        source, document = asyncio.run(scenario())
+    assert source == "simulator" and document["source"] == "simulator"
+    assert "SIMULATED" in caplog.text

@@ -1,0 +1,324 @@
+"""Socket.IO at /socket.io/: the python-socketio client and the real JavaScript client.
+
+The server runs in a background thread (``live_server``); the sync python-socketio
+client and ``node tests/node/sio_client.js`` connect over polling, websocket and polling
+with upgrade, and must receive ``tegrastats_update`` with the same document as
+``/api/status``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import threading
+
+import pytest
+import requests
+import socketio
+import websocket
+
+from conftest import TESTS_DIR, require_tool
+from tegrastats_api.sio import MAX_BACKLOG
+
+WAIT_S = 5
+NODE_CLIENT = os.path.join(TESTS_DIR, "node", "sio_client.js")
+NODE_MODULES = os.path.join(TESTS_DIR, "node", "node_modules", "socket.io-client")
+TRANSPORTS = {"websocket": ["websocket"], "polling": ["polling"], "upgrade": None}
+
+
+def rest_status(server, **kwargs):
+    response = requests.get(server.url + "/api/status", timeout=WAIT_S, **kwargs)
+    assert response.status_code == 200
+    return response.json()
+
+
+class PyClient:
+    """A python-socketio client that records its events."""
+
+    def __init__(self):
+        self.sio = socketio.Client(reconnection=False)
+        self.updates = queue.Queue()
+        self.errors = []
+        self.disconnected = threading.Event()
+        self.sio.on("tegrastats_update", self.updates.put)
+        self.sio.on("connect_error", self.errors.append)
+        self.sio.on("disconnect", lambda *args: self.disconnected.set())
+
+    def connect(self, url, transports=None, wait_timeout=WAIT_S, **kwargs):
+        self.sio.connect(url, transports=transports, wait_timeout=wait_timeout, **kwargs)
+        return self
+
+    def next_update(self):
+        return self.updates.get(timeout=WAIT_S)
+
+    def close(self):
+        # python-engineio's sync client can wait 25 s in disconnect() over polling (a
+        # race in its write loop, seen with any server); do not let a test wait for it.
+        thread = threading.Thread(target=self.sio.disconnect, daemon=True)
+        thread.start()
+        thread.join(0.3)
+
+
+@pytest.fixture
+def py_client():
+    clients = []
+
+    def make():
+        client = PyClient()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def refused_message(client, url, transports, **kwargs):
+    """The connect_error message. (Over polling, python-engineio's sync client may hang
+    25 s after a refusal, see PyClient.close; node covers refusals over polling. And
+    python-socketio 5.7's client waits all of ``wait_timeout`` after a refusal.)"""
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(url, transports=transports, wait_timeout=1, **kwargs)
+    return client.errors[0]["message"] if client.errors else None
+
+
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+def test_python_client_gets_the_rest_document(live_server, py_client, transport_lines, transport):
+    server = live_server(transport_lines[:1])
+    client = py_client().connect(server.url, TRANSPORTS[transport])
+    first = client.next_update()
+    assert isinstance(first, dict)  # an object, not a JSON string
+    assert first == rest_status(server) == server.hub.latest_document
+    for line in transport_lines[1:3]:
+        server.feed(line)
+        assert client.next_update() == rest_status(server)
+    assert server.limiter.count == 1
+
+
+def test_cap_is_shared_with_ws_and_names_the_limit(live_server, py_client, transport_lines):
+    server = live_server(transport_lines[:1], max_connections=2)
+    first = py_client().connect(server.url, ["websocket"])
+    first.next_update()
+    ws = websocket.create_connection(server.url.replace("http", "ws") + "/ws", timeout=WAIT_S)
+    try:
+        ws.recv()
+        assert server.limiter.count == 2
+        message = refused_message(py_client(), server.url, ["websocket"])
+        assert message == "too many connections (limit 2)"
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(server.url.replace("http", "ws") + "/ws", timeout=WAIT_S)
+        assert refused.value.status_code == 503
+        server.feed(transport_lines[1])  # the connected clients are untouched
+        assert first.next_update() == server.hub.latest_document
+        assert json.loads(ws.recv()) == server.hub.latest_document
+    finally:
+        ws.close()
+
+
+def test_slot_is_released_on_disconnect(live_server, py_client, transport_lines):
+    server = live_server(transport_lines[:1], max_connections=1)
+    client = py_client().connect(server.url, ["websocket"])
+    client.next_update()
+    client.close()
+    wait_until(lambda: server.limiter.count == 0)
+    py_client().connect(server.url, ["websocket"]).next_update()
+
+
+def test_polling_client_that_stops_polling_skips_samples(live_server, py_client, transport_lines):
+    server = live_server(transport_lines[:1])
+    fast = py_client().connect(server.url, ["websocket"])
+    fast.next_update()
+    base = server.url + "/socket.io/?EIO=4&transport=polling"
+    eio_sid = json.loads(requests.get(base, timeout=WAIT_S).text[1:])["sid"]
+    requests.post(base + "&sid=" + eio_sid, data="40", timeout=WAIT_S)  # connect, never poll
+    wait_until(lambda: server.limiter.count == 2)
+    for index in range(20):
+        server.feed(transport_lines[index % len(transport_lines)])
+        assert fast.next_update() == server.hub.latest_document  # others keep every sample
+    queued = server.call(lambda: server.server.sio.eio.sockets[eio_sid].queue.qsize())
+    assert queued <= MAX_BACKLOG + 1
+
+
+def test_server_stop_disconnects_clients(live_server, py_client, transport_lines):
+    server = live_server(transport_lines[:1])
+    client = py_client().connect(server.url, ["websocket"])
+    client.next_update()
+    server.stop()
+    assert client.disconnected.wait(WAIT_S)
+
+
+def test_auth(live_server, py_client, transport_lines):
+    server = live_server(transport_lines[:1], auth_token="s3cret")
+    assert refused_message(py_client(), server.url, ["websocket"]) == "missing or invalid token"
+    assert refused_message(py_client(), server.url, ["websocket"], auth={"token": "bad"}) == \
+        "missing or invalid token"
+    good = rest_status(server, headers={"Authorization": "Bearer s3cret"})
+    for kwargs, url, transports in [
+        ({"auth": {"token": "s3cret"}}, server.url, ["websocket"]),
+        ({"headers": {"Authorization": "Bearer s3cret"}}, server.url, ["polling"]),
+        ({}, server.url + "?token=s3cret", ["websocket"]),
+    ]:
+        client = py_client().connect(url, transports, **kwargs)
+        assert client.next_update() == good
+        client.close()
+    assert wait_until(lambda: server.limiter.count == 0)
+
+
+@pytest.mark.parametrize("origin, allowed", [
+    (None, True), ("null", True), ("file://", True), ("http://dash.example", True),
+    ("SAME", True), ("http://evil.example", False),
+])
+def test_origins_over_polling(live_server, py_client, transport_lines, origin, allowed):
+    server = live_server(transport_lines[:1], cors_origins=("http://dash.example",))
+    origin = server.url if origin == "SAME" else origin
+    headers = {} if origin is None else {"Origin": origin}
+    client = py_client()
+    if allowed:
+        client.connect(server.url, ["polling"], headers=headers).next_update()
+    else:
+        with pytest.raises(socketio.exceptions.ConnectionError, match="403"):
+            client.connect(server.url, ["polling"], headers=headers)
+    response = requests.get(server.url + "/socket.io/?EIO=4&transport=polling",
+                            headers=headers, timeout=WAIT_S)
+    assert response.status_code == (200 if allowed else 403)
+    if allowed and origin:
+        assert response.headers["Access-Control-Allow-Origin"] == origin
+
+
+@pytest.mark.parametrize("origin, allowed", [
+    (None, True), ("null", True), ("file://", True), ("http://dash.example", True),
+    ("SAME", True), ("http://evil.example", False),
+])
+def test_origins_over_websocket(live_server, transport_lines, origin, allowed):
+    server = live_server(transport_lines[:1], cors_origins=("http://dash.example",))
+    origin = server.url if origin == "SAME" else origin
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    options = {"suppress_origin": True} if origin is None else {"origin": origin}
+    if not allowed:
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(url, timeout=WAIT_S, **options)
+        assert refused.value.status_code == 403
+        return
+    ws = websocket.create_connection(url, timeout=WAIT_S, **options)
+    try:
+        assert ws.recv().startswith("0{")  # the Engine.IO open packet
+    finally:
+        ws.close()
+
+
+def test_websocket_compression_is_off(live_server, transport_lines):
+    server = live_server(transport_lines[:1])
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    ws = websocket.create_connection(
+        url, timeout=WAIT_S, header=["Sec-WebSocket-Extensions: permessage-deflate"])
+    try:
+        assert "sec-websocket-extensions" not in {k.lower() for k in ws.getheaders()}
+    finally:
+        ws.close()
+
+
+def wait_until(condition, timeout=WAIT_S):
+    event = threading.Event()
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return True
+        event.wait(0.02)
+    raise AssertionError("condition not met in %s s" % timeout)
+
+
+# --- the JavaScript client ------------------------------------------------------------
+
+
+@pytest.fixture
+def node_client():
+    require_tool(shutil.which("node") and os.path.isdir(NODE_MODULES),
+                 "node with socket.io-client in tests/node (run `make node`)")
+    started = []
+
+    def start(url, *args):
+        client = NodeClient(url, *args)
+        started.append(client)
+        return client
+
+    yield start
+    for client in started:
+        client.kill()
+
+
+class NodeClient:
+    """``node tests/node/sio_client.js URL ARGS``, its JSON lines read in a thread."""
+
+    def __init__(self, url, *args):
+        self.proc = subprocess.Popen(
+            ["node", NODE_CLIENT, url, "--timeout", str(WAIT_S * 1000)] + list(args),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.lines = queue.Queue()
+        self.seen = []  # every line read so far
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(json.loads(line))
+        self.lines.put({"event": "eof"})
+
+    def next(self, event=None):
+        """The next line (of type ``event`` if given)."""
+        while True:
+            item = self.lines.get(timeout=WAIT_S)
+            self.seen.append(item)
+            if event is None or item["event"] in (event, "eof", "timeout", "connect_error"):
+                return item
+
+    def wait(self):
+        try:
+            return self.proc.wait(WAIT_S)
+        finally:
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(WAIT_S)
+
+
+@pytest.mark.parametrize("args, transports", [
+    (["--transports", "websocket"], {"websocket"}),
+    (["--transports", "polling"], {"polling"}),
+    (["--transports", "polling,websocket", "--expect-upgrade"], {"polling", "websocket"}),
+])
+def test_node_client(live_server, node_client, transport_lines, args, transports):
+    server = live_server(transport_lines[:1])
+    client = node_client(server.url, "--count", "3", *args)
+    first = client.next("tegrastats_update")
+    assert first["data"] == rest_status(server)
+    assert client.next("ready") == {"event": "ready"}
+    for line in transport_lines[1:3]:
+        server.feed(line)
+        update = client.next("tegrastats_update")
+        assert update["data"] == rest_status(server), update
+    assert client.wait() == 0
+    seen = {first["transport"], update["transport"]}
+    assert seen <= transports
+    if "--expect-upgrade" in args:
+        events = [(item["event"], item.get("transport")) for item in client.seen]
+        assert events[0] == ("open", "polling")
+        assert ("upgrade", "websocket") in events
+
+
+def test_node_client_cap_and_auth(live_server, node_client, py_client, transport_lines):
+    server = live_server(transport_lines[:1], max_connections=1, auth_token="s3cret")
+    bad = node_client(server.url, "--token", "wrong")
+    assert bad.next("connect_error")["message"] == "missing or invalid token"
+    assert bad.wait() == 2
+    good = node_client(server.url, "--token", "s3cret", "--count", "1")
+    assert good.next("tegrastats_update")["data"] == server.hub.latest_document
+    assert good.wait() == 0
+    wait_until(lambda: server.limiter.count == 0)
+    py_client().connect(server.url, ["websocket"], auth={"token": "s3cret"}).next_update()
+    over = node_client(server.url, "--token", "s3cret")
+    assert over.next("connect_error")["message"] == "too many connections (limit 1)"
+    assert over.wait() == 2
