@@ -77,6 +77,13 @@ def error_body(status: int, message: str) -> bytes:
     return json.dumps({"error": message, "status": status}).encode("utf-8")
 
 
+def finish_with_error(handler: RequestHandler, status: int, message: str) -> None:
+    """Answer ``handler``'s request with the JSON error document (push handshakes too)."""
+    handler.set_status(status)
+    handler.set_header("Content-Type", JSON_TYPE)
+    handler.finish(error_body(status, message))
+
+
 class JSONErrorMixin:
     """Render every error raised through Tornado (404, 405, 500...) as a JSON document."""
 
@@ -118,7 +125,7 @@ class BaseAPIHandler(JSONErrorMixin, RequestHandler):
         given = request_token(self.request.headers.get("Authorization"), self.request.query)
         if not token_valid(self.config.auth_token, given):
             self.set_header("WWW-Authenticate", 'Bearer realm="tegrastats-api"')
-            self.send_json(error_body(401, "missing or invalid token"), 401)
+            finish_with_error(self, 401, "missing or invalid token")
 
     def compute_etag(self) -> Optional[str]:
         return None  # the data changes every interval; no hashing of every answer
@@ -136,7 +143,8 @@ class BaseAPIHandler(JSONErrorMixin, RequestHandler):
     def send_json(self, payload: Optional[bytes], status: int = 200) -> None:
         """Finish with ``payload``, or 503 ``no data yet`` when it is None."""
         if payload is None:
-            payload, status = error_body(503, "no data yet"), 503
+            finish_with_error(self, 503, "no data yet")
+            return
         self.set_status(status)
         self.finish(payload)
 

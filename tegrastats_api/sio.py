@@ -21,13 +21,11 @@ from typing import Any, Dict, List, Optional
 
 import socketio
 from tornado.ioloop import IOLoop
-from tornado.web import RequestHandler
 
 from tegrastats_api.config import Config
 from tegrastats_api.handlers import (
     ALLOW_HEADERS,
-    JSON_TYPE,
-    error_body,
+    finish_with_error,
     origin_allowed,
     request_token,
     token_valid,
@@ -116,9 +114,10 @@ def _queued(sio: socketio.AsyncServer, sid: str) -> int:
 def make_sio(hub: SnapshotHub, limiter: ConnectionLimiter, config: Config) -> socketio.AsyncServer:
     """The Socket.IO server, subscribed to ``hub``.
 
-    ``cors_allowed_origins=[]`` turns off python-engineio's own Origin check and CORS
-    headers (a plain list compare that would reject ``null``, ``file://`` and, with
-    ``*``, nothing); the handler from :func:`make_sio_handler` applies our rule instead.
+    python-engineio compares the Origin with a plain list, which would refuse ``null``,
+    ``file://`` and (in 4.3) anything when the list holds ``*``; ``cors_allowed_origins=[]`` turns
+    that check and its CORS headers off, and the handler from :func:`make_sio_handler`
+    applies our rule to every request instead.
     """
     sio = socketio.AsyncServer(
         async_mode="tornado",
@@ -147,7 +146,7 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
         def prepare(self) -> None:
             origin = self.request.headers.get("Origin")
             if not origin_allowed(origin, self.request.host, config.cors_origins):
-                _refuse(self, 403, "origin not allowed")
+                finish_with_error(self, 403, "origin not allowed")
                 return
             if origin:
                 self.set_header("Access-Control-Allow-Origin", origin)
@@ -164,8 +163,3 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
 
     return SocketIOHandler
 
-
-def _refuse(handler: RequestHandler, status: int, message: str) -> None:
-    handler.set_status(status)
-    handler.set_header("Content-Type", JSON_TYPE)
-    handler.finish(error_body(status, message))

@@ -21,13 +21,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from tegrastats_api.config import Config
-from tegrastats_api.handlers import (
-    JSON_TYPE,
-    error_body,
-    origin_allowed,
-    request_token,
-    token_valid,
-)
+from tegrastats_api.handlers import finish_with_error, origin_allowed, request_token, token_valid
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 
 log = logging.getLogger(__name__)
@@ -49,10 +43,7 @@ class SnapshotSocket(WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         refusal = self._refusal()
         if refusal is not None:
-            status, message = refusal
-            self.set_status(status)
-            self.set_header("Content-Type", JSON_TYPE)
-            self.finish(error_body(status, message))
+            finish_with_error(self, *refusal)
             return
         try:
             # Returns only when the connection is over (or was never upgraded).
