@@ -33,6 +33,7 @@ from tegrastats_api.handlers import (
     SectionHandler,
     StaticHandler,
     StatusHandler,
+    SummaryHandler,
 )
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
@@ -97,6 +98,7 @@ def make_app(
         (r"/api/memory", SectionHandler, dict(common, section="memory")),
         (r"/api/temperature", SectionHandler, dict(common, section="temperature")),
         (r"/api/power", SectionHandler, dict(common, section="power")),
+        (r"/api/summary", SummaryHandler, common),
         (r"/api/.*", NotFoundHandler, common),
         (r"/ws", SnapshotSocket, common),
         (r"/socket\.io/", make_sio_handler(sio, config)),

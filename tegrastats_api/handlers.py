@@ -22,6 +22,7 @@ from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from tegrastats_api import __version__
 from tegrastats_api.config import Config
+from tegrastats_api.fields import FieldsError, parse_fields
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.snapshot import format_timestamp
 
@@ -178,10 +179,23 @@ class HealthHandler(BaseAPIHandler):
 
 
 class StatusHandler(BaseAPIHandler):
-    """``/api/status``: the full document, from the bytes the hub encoded once."""
+    """``/api/status[?fields=a.b,c]``: the full document, from the bytes the hub encoded once,
+    or the document cut down to ``fields`` (encoded once per sample and field list)."""
 
     def get(self, *args: Any) -> None:
-        self.send_json(self.hub.latest_json)
+        try:
+            paths = parse_fields(self.get_query_argument("fields", None))
+        except FieldsError as err:
+            finish_with_error(self, 400, str(err))
+            return
+        self.send_json(self.hub.latest_json if paths is None else self.hub.fields_json(paths))
+
+
+class SummaryHandler(BaseAPIHandler):
+    """``/api/summary``: the headline numbers of the newest sample in under 256 bytes."""
+
+    def get(self, *args: Any) -> None:
+        self.send_json(self.hub.summary_json())
 
 
 class SectionHandler(BaseAPIHandler):

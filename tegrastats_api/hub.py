@@ -16,10 +16,12 @@ import collections
 import json
 import logging
 import time
-from typing import Any, Callable, Deque, Dict, Hashable, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple
 
+from tegrastats_api.fields import Path, select
 from tegrastats_api.parser import ParseError, parse_line
 from tegrastats_api.snapshot import Snapshot
+from tegrastats_api.summary import summarize
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ class SnapshotHub:
         self.parse_errors = 0
         self.restarts = 0
         self.last_sample_at: Optional[float] = None
-        self._sections: Dict[str, bytes] = {}
+        self._views: Dict[Hashable, bytes] = {}  # encodings derived from the newest sample
         self._subscribers: List[Subscriber] = []
 
     @property
@@ -99,7 +101,7 @@ class SnapshotHub:
         document = snapshot.to_dict()
         sample = Sample(snapshot, document, encode_document(document))
         self.history.append(sample)
-        self._sections = {}
+        self._views = {}
         self.samples += 1
         self.last_sample_at = snapshot.received_at
         self._publish(sample)
@@ -116,22 +118,37 @@ class SnapshotHub:
             log.info("source %s: %s", self.source, state)
         self.state = state
 
+    def view_json(self, key: Hashable, build: Callable[[Document], Document]) -> Optional[bytes]:
+        """``build(newest document)`` as JSON bytes, encoded at most once per sample and key.
+
+        None before the first sample. Every client asking for the same view of the same
+        sample (a section, the summary, one ``fields=`` list) shares one encoding.
+        """
+        document = self.latest_document
+        if document is None:
+            return None
+        payload = self._views.get(key)
+        if payload is None:
+            payload = encode_document(build(document))
+            self._views[key] = payload
+        return payload
+
     def section_json(self, section: str) -> Optional[bytes]:
         """``{"<section>": ..., "timestamp": ...}`` of the newest sample as JSON bytes.
 
-        Encoded at most once per sample and section; None before the first sample.
         Raises KeyError for a name that is not one of :data:`SECTIONS`.
         """
         if section not in SECTIONS:
             raise KeyError(section)
-        document = self.latest_document
-        if document is None:
-            return None
-        payload = self._sections.get(section)
-        if payload is None:
-            payload = encode_document({section: document[section], "timestamp": document["timestamp"]})
-            self._sections[section] = payload
-        return payload
+        return self.view_json(("section", section), lambda d: {section: d[section], "timestamp": d["timestamp"]})
+
+    def summary_json(self) -> Optional[bytes]:
+        """The ``/api/summary`` document of the newest sample (CONTRACT.md section 6)."""
+        return self.view_json("summary", summarize)
+
+    def fields_json(self, paths: Sequence[Path]) -> Optional[bytes]:
+        """The newest document cut down to ``paths`` (see :mod:`tegrastats_api.fields`)."""
+        return self.view_json(("fields", tuple(paths)), lambda d: select(d, paths))
 
     def last_sample_age(self) -> Optional[float]:
         """Seconds since the newest sample was read, None before the first one."""

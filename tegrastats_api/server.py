@@ -77,14 +77,14 @@ class TegrastatsServer:
         except Exception as err:  # handed to the thread that called start()
             failure.append(err)
             self._server = None
-            loop.close()
+            _close_loop(loop)
             ready.set()
             return
         ready.set()
         try:
             loop.run_forever()
         finally:
-            loop.close()
+            _close_loop(loop)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop in order (push clients, source, listener) and join the thread."""
@@ -107,3 +107,14 @@ class TegrastatsServer:
         tb: Optional[TracebackType],
     ) -> None:
         self.stop()
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is still pending on the server's loop (engineio's service task...), then close it."""
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()

@@ -21,6 +21,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from tegrastats_api.config import Config
+from tegrastats_api.fields import FieldsError, Path, parse_fields
 from tegrastats_api.handlers import finish_with_error, origin_allowed, request_token, token_valid
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 
@@ -39,6 +40,7 @@ class SnapshotSocket(WebSocketHandler):
         self.frames_dropped = 0
         self._pending: Optional[asyncio.Future[None]] = None  # the frame being written
         self._queued: Optional[bytes] = None  # the newest frame waiting for it
+        self.fields: Optional[Tuple[Path, ...]] = None  # ?fields=: the view this client wants
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         refusal = self._refusal()
@@ -56,6 +58,10 @@ class SnapshotSocket(WebSocketHandler):
         headers = self.request.headers
         if headers.get("Upgrade", "").lower() != "websocket":
             return 400, "expected a WebSocket upgrade"
+        try:
+            self.fields = parse_fields(self.get_query_argument("fields", None))
+        except FieldsError as err:
+            return 400, str(err)
         given = request_token(headers.get("Authorization"), self.request.query)
         if not token_valid(self.config.auth_token, given):
             return 401, "missing or invalid token"
@@ -72,12 +78,18 @@ class SnapshotSocket(WebSocketHandler):
     def open(self, *args: Any, **kwargs: Any) -> None:
         log.debug("/ws client %s connected", self.request.remote_ip)
         self.hub.subscribe(self.on_sample)
-        payload = self.hub.latest_json
+        payload = self.hub.latest_json if self.fields is None else self.hub.fields_json(self.fields)
         if payload is not None:
             self._send(payload)
 
     def on_sample(self, document: Document, payload: bytes) -> None:
-        """Hub subscriber: send now, or keep only this newest frame until the last one is out."""
+        """Hub subscriber: send now, or keep only this newest frame until the last one is out.
+
+        With ``?fields=`` the frame is the hub's view of this sample for that field list,
+        encoded once for every client that asked for the same list.
+        """
+        if self.fields is not None:
+            payload = self.hub.fields_json(self.fields) or payload
         if self._pending is not None and not self._pending.done():
             if self._queued is not None:
                 self.frames_dropped += 1
