@@ -37,7 +37,8 @@ from tegrastats_api.handlers import (
 )
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
-from tegrastats_api.source import ReplaySource, SourcePlan, TegrastatsProcess, plan_source
+from tegrastats_api.plan import SourcePlan, plan_source
+from tegrastats_api.source import ReplaySource, TegrastatsProcess
 from tegrastats_api.websocket import SnapshotSocket
 
 log = logging.getLogger(__name__)

@@ -155,7 +155,7 @@ def _validate(config: Config) -> None:
 
 def check_files(config: Config) -> None:
     """The checks that read the disk: the replay file and the simulated board exist."""
-    from tegrastats_api.source import UnknownBoardError, load_board, load_replay
+    from tegrastats_api.plan import UnknownBoardError, load_board, load_replay
 
     if config.replay is not None:
         try:

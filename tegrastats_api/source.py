@@ -11,8 +11,7 @@ What it does:
   ``on_discard``.
 * :class:`ReplaySource` has the same interface and replays recorded lines in process
   (``--replay FILE``, ``--simulate BOARD`` with the boards in ``data/boards/``).
-* :func:`plan_source` decides, without side effects beyond reading files, which of the
-  two to run (CONTRACT.md section 1).
+* Which of the two to run, and the recorded boards, are in :mod:`tegrastats_api.plan`.
 
 What it does not: parse, count or judge lines (a garbage line is passed on; the parser
 and the hub deal with it), keep history, or install a SIGCHLD handler. The child's exit is
@@ -30,7 +29,6 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Sequence
 
@@ -40,9 +38,6 @@ from tornado.process import Subprocess
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BOARD = "agx-orin"
-NV_TEGRA_RELEASE = "/etc/nv_tegra_release"
-BOARDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "boards")
 READ_CHUNK = 65536
 HEALTHY_RUN_S = 10.0  # a child that ran this long with output resets the backoff
 EXIT_GRACE_S = 1.0  # after stdout EOF, time the child gets to exit on its own
@@ -51,8 +46,6 @@ POLL_STEP_S = 0.02
 STDERR_LOG_CHARS = 200
 TIMESTAMP_RE = re.compile(r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d ")
 TIMESTAMP_FORMAT = "%m-%d-%Y %H:%M:%S "
-SIMULATE_DEFAULT = ("", "1", "true", "yes", "on")
-SIMULATE_OFF = ("0", "false", "no", "off")
 
 
 class TegrastatsNotFoundError(Exception):
@@ -61,16 +54,6 @@ class TegrastatsNotFoundError(Exception):
     def __init__(self, path: str) -> None:
         super().__init__(f"tegrastats not found or not executable: {path!r}")
         self.path = path
-
-
-class UnknownBoardError(ValueError):
-    """``--simulate`` named a board that has no recorded lines."""
-
-    def __init__(self, board: str, available: Sequence[str]) -> None:
-        names = ", ".join(available)
-        super().__init__(f"unknown board {board!r} for --simulate; boards: {names}")
-        self.board = board
-        self.available = list(available)
 
 
 class _LineSplitter:
@@ -158,7 +141,7 @@ def _log_task_failure(task: asyncio.Future[None]) -> None:
         log.error("line source stopped by an unexpected error", exc_info=task.exception())
 
 
-def _find_executable(name: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
+def find_executable(name: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
     """The path ``name`` runs as (PATH lookup, or an existing executable path), else None."""
     found = which(name)
     if found:
@@ -259,7 +242,7 @@ class TegrastatsProcess:
             self._on_state(state)
 
     def _spawn(self) -> None:
-        if _find_executable(self._argv[0]) is None:
+        if find_executable(self._argv[0]) is None:
             raise TegrastatsNotFoundError(self._argv[0])
         try:
             self._proc = _Subprocess(
@@ -459,101 +442,3 @@ class ReplaySource:
             await asyncio.sleep(next_at - loop.time())
             index = (index + 1) % len(self._lines)
             self._on_line(self.render(self._lines[index]))
-
-
-def is_jetson(release_file: str = NV_TEGRA_RELEASE) -> bool:
-    """True on an NVIDIA Jetson (L4T writes ``/etc/nv_tegra_release``)."""
-    return os.path.exists(release_file)
-
-
-def _read_data_lines(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as handle:
-        rows = [row.rstrip("\r\n") for row in handle]
-    return [row for row in rows if row.strip() and not row.lstrip().startswith("#")]
-
-
-def list_boards() -> list[str]:
-    """The boards ``--simulate`` knows, sorted (``agx-orin``, ``nano``, ...)."""
-    return sorted(name[:-4] for name in os.listdir(BOARDS_DIR) if name.endswith(".txt"))
-
-
-def load_board(name: str) -> list[str]:
-    """The recorded lines of a board; raises :class:`UnknownBoardError`."""
-    board = name.strip().lower().replace("_", "-")
-    boards = list_boards()
-    if board not in boards:
-        raise UnknownBoardError(name, boards)
-    return _read_data_lines(os.path.join(BOARDS_DIR, board + ".txt"))
-
-
-def load_replay(path: str) -> list[str]:
-    """The lines of a replay file (``#`` comments and blank lines skipped).
-
-    Raises FileNotFoundError (or another OSError) if it cannot be read and ValueError if
-    it holds no lines or is not UTF-8.
-    """
-    lines = _read_data_lines(path)
-    if not lines:
-        raise ValueError(f"replay file {path} has no tegrastats lines")
-    return lines
-
-
-@dataclass(frozen=True)
-class SourcePlan:
-    """Which source to run: ``kind`` is ``tegrastats``, ``simulator`` or ``replay``.
-
-    ``argv`` is set for tegrastats, ``lines`` for the others, ``board`` for the
-    simulator; ``warning`` is a text to log loudly, or None.
-    """
-
-    kind: str
-    argv: list[str] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-    board: str | None = None
-    warning: str | None = None
-
-
-def _simulated_board(simulate: str | None) -> str | None:
-    if simulate is None or simulate.strip().lower() in SIMULATE_OFF:
-        return None
-    if simulate.strip().lower() in SIMULATE_DEFAULT:
-        return DEFAULT_BOARD
-    return simulate.strip().lower().replace("_", "-")
-
-
-def plan_source(
-    *,
-    tegrastats: str = "tegrastats",
-    interval_ms: int = 1000,
-    simulate: str | None = None,
-    replay: str | None = None,
-    which: Callable[[str], str | None] = shutil.which,
-    is_jetson: Callable[[], bool] = is_jetson,
-) -> SourcePlan:
-    """Choose the source by CONTRACT.md section 1; reads board or replay files only.
-
-    ``--replay`` wins over ``--simulate`` (with a warning); then a found tegrastats; then,
-    off a Jetson, the ``agx-orin`` simulator with a warning. Raises
-    :class:`TegrastatsNotFoundError` on a Jetson without tegrastats,
-    :class:`UnknownBoardError`, and load_replay's errors.
-    """
-    if interval_ms <= 0:
-        raise ValueError(f"interval_ms must be positive, got {interval_ms!r}")
-    board = _simulated_board(simulate)
-    if replay:
-        warning = None if board is None else f"--simulate {simulate} ignored: --replay wins"
-        return SourcePlan(kind="replay", lines=load_replay(replay), warning=warning)
-    if board is not None:
-        return SourcePlan(kind="simulator", lines=load_board(board), board=board)
-    path = _find_executable(tegrastats, which)
-    if path is not None:
-        return SourcePlan(kind="tegrastats", argv=[path, "--interval", str(interval_ms)])
-    if is_jetson():
-        raise TegrastatsNotFoundError(tegrastats)
-    warning = (
-        f"tegrastats not found ({tegrastats!r}) and this is not a Jetson (no {NV_TEGRA_RELEASE}): serving SIMULATED "
-        f"data recorded on an {DEFAULT_BOARD}; use --simulate BOARD to choose a board and silence this, "
-        "or --tegrastats PATH"
-    )
-    return SourcePlan(kind="simulator", lines=load_board(DEFAULT_BOARD), board=DEFAULT_BOARD,
-                      warning=warning)

@@ -116,7 +116,7 @@ class LiveServer:
 
     def __init__(self, lines: list[str], **fields: object) -> None:
         from tegrastats_api.config import Config
-        from tegrastats_api.source import SourcePlan
+        from tegrastats_api.plan import SourcePlan
 
         fields = dict({"host": "127.0.0.1", "port": 0, "update_interval": 3600.0}, **fields)
         self.config = Config(**fields)  # type: ignore[arg-type]

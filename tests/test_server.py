@@ -27,7 +27,7 @@ import websocket
 from conftest import FAKE_TEGRASTATS, TESTS_DIR
 from tegrastats_api.app import ListenError, Server
 from tegrastats_api.config import Config
-from tegrastats_api.source import SourcePlan
+from tegrastats_api.plan import SourcePlan
 
 WAIT_S = 10
 INTERVAL_S = 0.05

@@ -21,20 +21,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tegrastats_api.source import (
+from tegrastats_api.plan import (
     BOARDS_DIR,
     DEFAULT_BOARD,
-    ReplaySource,
     SourcePlan,
-    TegrastatsNotFoundError,
-    TegrastatsProcess,
     UnknownBoardError,
-    _LineSplitter,
     is_jetson,
     list_boards,
     load_board,
     load_replay,
     plan_source,
+)
+from tegrastats_api.source import (
+    ReplaySource,
+    TegrastatsNotFoundError,
+    TegrastatsProcess,
+    _LineSplitter,
 )
 
 # samples.tsv ids 17-20: TX1, old home-directory ~/tegrastats (hordiales/jetson-tx1-dev).
