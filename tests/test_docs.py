@@ -51,7 +51,7 @@ ENDPOINTS = [
     "/api/health", "/api/status", "/api/cpu", "/api/memory", "/api/temperature", "/api/power",
     "/", "/socket.io/", "/ws", "/metrics", "/api/history",
 ]
-PLANNED = ["/metrics", "/api/history", "/api/summary", "fields="]
+PLANNED = ["/metrics", "/api/history"]
 BASE = "RAM 2358/62841MB (lfb 14809x4MB) CPU [6%@729,5%@729] "  # for single-token checks
 
 
@@ -326,6 +326,26 @@ def test_section_examples_equal_the_full_example():
             assert json.dumps(example) == json.dumps(expected)
             seen.add(name)
     assert seen == {"cpu", "memory", "temperature", "power"}
+
+
+def test_summary_and_fields_examples_equal_what_the_server_computes():
+    from tegrastats_api.fields import parse_fields, select
+    from tegrastats_api.summary import summarize
+
+    _, full = _full_example()
+    checked = set()
+    for block in BLOCKS:
+        marker = block.marker or ""
+        if marker == "summary":
+            example = json.loads(block.text)
+            assert json.dumps(example) == json.dumps(summarize(full))
+            assert len(json.dumps(example, separators=(",", ":"))) <= 256
+            checked.add("summary")
+        elif marker.startswith("fields "):
+            example = json.loads(block.text)
+            assert json.dumps(example) == json.dumps(select(full, parse_fields(marker.split()[1])))
+            checked.add("fields")
+    assert checked == {"summary", "fields"}
 
 
 def test_health_example_has_the_contract_keys():
