@@ -11,7 +11,7 @@ PORT        ?= 58090
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install venv node test test-oldest lint typecheck run bench sdist clean
+.PHONY: help install venv node test test-oldest lint typecheck run bench sdist wheel deb clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -68,8 +68,14 @@ run: venv ## serve on port $(PORT) (replays a recorded AGX Orin where there is n
 bench: venv ## measure: parse rate (more to come)
 	$(PY) bench/run.py
 
-sdist: venv ## build the sdist and wheel into dist/
+sdist: venv ## build the sdist, and the wheel from it, into dist/
+	$(PY) -m build --outdir dist .
+
+wheel: venv ## build the wheel into dist/
 	$(PY) -m pip wheel --no-deps -w dist .
+
+deb: ## build dist/tegrastats-api_<version>_all.deb (debhelper, dh-python: see .ci/run)
+	packaging/build-deb.sh
 
 clean: ## remove virtual environments and build output
 	rm -rf $(VENV) $(VENV_OLDEST) build dist *.egg-info $(NODE_DIR)/node_modules

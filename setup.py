@@ -31,6 +31,15 @@ setup(
         "tegrastats_api": ["data/boards/*.txt", "py.typed"],
         "tegrastats_api.static": ["*", "**/*"],
     },
+    # Templates for a service set up by hand (packaging/install.sh uses them): they land
+    # in <prefix>/share/tegrastats-api/ (e.g. /opt/tegrastats-api/share/tegrastats-api/).
+    data_files=[
+        ("share/tegrastats-api", [
+            "packaging/tegrastats-api.service",
+            "packaging/tegrastats-api.conf",
+            "packaging/tegrastats-api.default",
+        ]),
+    ],
     install_requires=[
         "tornado>=6.1",
         "python-socketio>=5.0",
@@ -45,7 +54,7 @@ setup(
             "requests>=2.25",
             "vermin>=1.5",
         ],
-        "dev": ["ruff", "mypy"],
+        "dev": ["ruff", "mypy", "build"],
     },
     entry_points={"console_scripts": ["tegrastats-api = tegrastats_api.cli:main"]},
     classifiers=[
