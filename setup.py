@@ -45,6 +45,7 @@ setup(
         "python-socketio>=5.0",
         "python-engineio>=4.0",
         "configargparse>=1.5",
+        "prometheus-client>=0.9",
     ],
     extras_require={
         "test": [
@@ -53,6 +54,11 @@ setup(
             "websocket-client>=1.0",
             "requests>=2.25",
             "vermin>=1.5",
+            # /api/openapi.json tests. On Python 3.8: openapi-spec-validator 0.7.1 (0.7.2
+            # does not import there) and schemathesis 3.39, whose last release supports 3.8.
+            "jsonschema>=4.0",
+            "openapi-spec-validator>=0.7.1,!=0.7.2",
+            "schemathesis>=3.39",
         ],
         "dev": ["ruff", "mypy", "build"],
     },

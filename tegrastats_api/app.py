@@ -29,13 +29,18 @@ from tornado.web import Application
 from tegrastats_api.config import Config
 from tegrastats_api.handlers import (
     HealthHandler,
+    HistoryHandler,
+    MetricsHandler,
     NotFoundHandler,
+    OpenAPIHandler,
     SectionHandler,
     StaticHandler,
     StatusHandler,
     SummaryHandler,
 )
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
+from tegrastats_api.metrics import make_registry
+from tegrastats_api.openapi import encode_spec
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
 from tegrastats_api.plan import SourcePlan, plan_source
 from tegrastats_api.source import ReplaySource, TegrastatsProcess
@@ -100,6 +105,9 @@ def make_app(
         (r"/api/temperature", SectionHandler, dict(common, section="temperature")),
         (r"/api/power", SectionHandler, dict(common, section="power")),
         (r"/api/summary", SummaryHandler, common),
+        (r"/api/history", HistoryHandler, common),
+        (r"/api/openapi\.json", OpenAPIHandler, dict(common, document=encode_spec())),
+        (r"/metrics", MetricsHandler, dict(common, registry=make_registry(hub, limiter))),
         (r"/api/.*", NotFoundHandler, common),
         (r"/ws", SnapshotSocket, common),
         (r"/socket\.io/", make_sio_handler(sio, config)),
@@ -166,7 +174,7 @@ class Server:
         if plan.warning:
             log.warning("!!! %s", plan.warning)
         self.hub = hub = SnapshotHub(
-            plan.kind, history_size=config.history_size, interval_s=config.update_interval
+            plan.kind, history_size=config.history_size, interval_s=config.update_interval, board=plan.board
         )
         self.sio = make_sio(hub, self.limiter, config)
         self._listen(make_app(hub, self.limiter, self.sio, config))

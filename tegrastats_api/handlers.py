@@ -4,8 +4,10 @@ What it does: :class:`BaseAPIHandler` answers JSON only (errors included, as
 ``{"error": ..., "status": N}``), sets CORS headers for the configured origins, answers
 ``OPTIONS`` with 204, supports ``HEAD`` and checks the bearer token. The endpoints are
 :class:`HealthHandler`, :class:`StatusHandler` and one :class:`SectionHandler` per section
-(a row of the route table each). :func:`origin_allowed` and :func:`request_token` are the
-Origin and token rules that ``/ws`` and Socket.IO apply as well.
+(a row of the route table each), :class:`HistoryHandler` (``/api/history``),
+:class:`MetricsHandler` (``/metrics``, Prometheus text) and :class:`OpenAPIHandler`
+(``/api/openapi.json``). :func:`origin_allowed` and :func:`request_token` are the Origin and
+token rules that ``/ws`` and Socket.IO apply as well.
 
 What it does not: encode sample documents (the hub does, once per sample), or hold state
 between requests.
@@ -14,16 +16,19 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 from http.client import responses
 from typing import Any, Dict, Optional, Sequence
 from urllib.parse import parse_qs, urlsplit
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from tegrastats_api import __version__
 from tegrastats_api.config import Config
 from tegrastats_api.fields import FieldsError, parse_fields
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
+from tegrastats_api.metrics import render
 from tegrastats_api.snapshot import format_timestamp
 
 JSON_TYPE = "application/json; charset=UTF-8"
@@ -71,6 +76,19 @@ def token_valid(expected: Optional[str], given: Optional[str]) -> bool:
     if given is None:
         return False
     return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
+
+
+def parse_seconds(text: Optional[str]) -> Optional[float]:
+    """``?seconds=N`` as a finite number >= 0; None when absent or empty. Raises ValueError naming it."""
+    if text is None or not text.strip():
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError("seconds: %r is not a number of seconds >= 0" % text[:40])
+    return seconds
 
 
 def error_body(status: int, message: str) -> bytes:
@@ -209,6 +227,52 @@ class SectionHandler(BaseAPIHandler):
 
     def get(self, *args: Any) -> None:
         self.send_json(self.hub.section_json(self.section))
+
+
+class HistoryHandler(BaseAPIHandler):
+    """``/api/history[?seconds=N][&fields=a.b,c]``: ``{"samples": [...]}``, oldest first.
+
+    ``seconds`` keeps the samples read within the last N seconds (a non-negative number;
+    anything else is a 400 naming it); without it, every kept sample (``--history-size``).
+    503 ``no data yet`` before the first sample, like every data endpoint.
+    """
+
+    def get(self, *args: Any) -> None:
+        try:
+            seconds = parse_seconds(self.get_query_argument("seconds", None))
+            paths = parse_fields(self.get_query_argument("fields", None))
+        except ValueError as err:  # FieldsError is a ValueError too
+            finish_with_error(self, 400, str(err))
+            return
+        self.send_json(self.hub.history_json(seconds, paths))
+
+
+class MetricsHandler(BaseAPIHandler):
+    """``/metrics``: the Prometheus text format from this server's registry; always 200
+    (before the first sample it holds the exporter's own metrics only)."""
+
+    def initialize(  # type: ignore[override]
+        self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter, registry: CollectorRegistry
+    ) -> None:
+        super().initialize(hub, config, limiter)
+        self.registry = registry
+
+    def get(self, *args: Any) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(render(self.registry))
+
+
+class OpenAPIHandler(BaseAPIHandler):
+    """``/api/openapi.json``: the OpenAPI 3.1 description, encoded once per application."""
+
+    def initialize(  # type: ignore[override]
+        self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter, document: bytes
+    ) -> None:
+        super().initialize(hub, config, limiter)
+        self.document = document
+
+    def get(self, *args: Any) -> None:
+        self.send_json(self.document)
 
 
 class NotFoundHandler(BaseAPIHandler):

@@ -3,8 +3,10 @@
 What it does: :class:`SnapshotHub` parses each line once (:func:`parse_line`), keeps the
 latest sample and a bounded history, encodes each sample's JSON document once (reused by
 REST and ``/ws``), encodes the REST section documents lazily once per sample, counts
-samples, parse errors and restarts, and fans each sample out to subscribers. A subscriber
-that raises is logged and dropped; the others still get the sample.
+samples, parse errors and restarts, integrates each rail's energy (:mod:`tegrastats_api.energy`),
+answers history queries (``/api/history``) from the pre-encoded samples, and fans each
+sample out to subscribers. A subscriber that raises is logged and dropped; the others
+still get the sample.
 :class:`ConnectionLimiter` counts the push clients of ``/ws`` and Socket.IO together.
 
 What it does not: read tegrastats (see :mod:`tegrastats_api.source`), know about HTTP or
@@ -18,6 +20,7 @@ import logging
 import time
 from typing import Any, Callable, Deque, Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple
 
+from tegrastats_api.energy import EnergyMeter
 from tegrastats_api.fields import Path, select
 from tegrastats_api.parser import ParseError, parse_line
 from tegrastats_api.snapshot import Snapshot
@@ -53,7 +56,8 @@ class SnapshotHub:
 
     ``source`` names what produces the lines (``tegrastats``, ``simulator``, ``replay``)
     and goes into every document; ``clock`` gives epoch seconds (tests pass a fake one);
-    ``interval_s`` is the sample interval, used to tell fresh data from stale.
+    ``interval_s`` is the sample interval, used to tell fresh data from stale; ``board``
+    names the simulated board, when the lines come from the simulator (None otherwise).
     """
 
     def __init__(
@@ -63,8 +67,10 @@ class SnapshotHub:
         clock: Callable[[], float] = time.time,
         history_size: int = 300,
         interval_s: float = 1.0,
+        board: Optional[str] = None,
     ) -> None:
         self.source = source
+        self.board = board
         self.clock = clock
         self.interval_s = interval_s
         self.history: Deque[Sample] = collections.deque(maxlen=max(1, history_size))
@@ -73,6 +79,7 @@ class SnapshotHub:
         self.parse_errors = 0
         self.restarts = 0
         self.last_sample_at: Optional[float] = None
+        self.energy = EnergyMeter(max_gap_s=STALE_INTERVALS * interval_s)
         self._views: Dict[Hashable, bytes] = {}  # encodings derived from the newest sample
         self._subscribers: List[Subscriber] = []
 
@@ -93,8 +100,9 @@ class SnapshotHub:
 
     def feed_line(self, line: str) -> None:
         """Parse one line and publish it; a line that is not tegrastats is counted and logged."""
+        now = self.clock()
         try:
-            snapshot = parse_line(line, received_at=self.clock(), source=self.source)
+            snapshot = parse_line(line, received_at=now, source=self.source)
         except ParseError:
             self._count_bad_line("unparseable line %r", line[:120])
             return
@@ -104,6 +112,7 @@ class SnapshotHub:
         self._views = {}
         self.samples += 1
         self.last_sample_at = snapshot.received_at
+        self.energy.add(now, {name: rail.current_mw for name, rail in snapshot.rails.items()})
         self._publish(sample)
 
     def discard(self, reason: str) -> None:
@@ -149,6 +158,25 @@ class SnapshotHub:
     def fields_json(self, paths: Sequence[Path]) -> Optional[bytes]:
         """The newest document cut down to ``paths`` (see :mod:`tegrastats_api.fields`)."""
         return self.view_json(("fields", tuple(paths)), lambda d: select(d, paths))
+
+    def history_json(self, seconds: Optional[float] = None, paths: Optional[Sequence[Path]] = None) -> Optional[bytes]:
+        """``{"samples": [document, ...]}`` of the kept samples read within the last ``seconds``
+        (all of them when None), oldest first; each cut down to ``paths`` when given.
+
+        Without ``paths`` the body is joined from the bytes encoded once per sample, with
+        no re-encoding. None before the first sample.
+        """
+        if not self.history:
+            return None
+        samples: List[Sample] = list(self.history)
+        if seconds is not None:
+            since = self.clock() - seconds
+            samples = [s for s in samples if (s.snapshot.received_at or 0.0) >= since]
+        if paths is None:
+            parts = [s.payload for s in samples]
+        else:
+            parts = [encode_document(select(s.document, paths)) for s in samples]
+        return b'{"samples":[' + b",".join(parts) + b"]}"
 
     def last_sample_age(self) -> Optional[float]:
         """Seconds since the newest sample was read, None before the first one."""

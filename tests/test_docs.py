@@ -51,7 +51,8 @@ ENDPOINTS = [
     "/api/health", "/api/status", "/api/cpu", "/api/memory", "/api/temperature", "/api/power",
     "/", "/socket.io/", "/ws", "/metrics", "/api/history",
 ]
-PLANNED = ["/metrics", "/api/history"]
+PLANNED: List[str] = []  # everything of the contract is served now
+SERVED_SINCE_PLANNED = ["/metrics", "/api/history", "/api/summary", "fields="]
 BASE = "RAM 2358/62841MB (lfb 14809x4MB) CPU [6%@729,5%@729] "  # for single-token checks
 
 
@@ -523,7 +524,34 @@ def test_planned_items_are_marked_planned():
     planned = _section(DOC, "## 5. ")
     for item in PLANNED:
         assert item in planned, "%s must be listed under 'Planned'" % item
+    for item in SERVED_SINCE_PLANNED:
+        assert item not in planned, "%s is served: it has its own section, not a 'Planned' row" % item
     assert "tegrastats_update" in DOC
+
+
+def test_metrics_table_names_every_family_and_the_example_is_real():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
+    from tegrastats_api.metrics import make_registry, render
+
+    hub = SnapshotHub("tegrastats", clock=lambda: 1762220813.481)
+    hub.feed_line(BY_ID["8"])  # the full example of section 1.1
+    text = render(make_registry(hub, ConnectionLimiter(10))).decode("utf-8")
+    declared = {f.name + ("_total" if f.type == "counter" else "") for f in text_string_to_metric_families(text)}
+    section = _section(DOC, "### `GET /metrics`")
+    assert {row[0].strip("`") for row in _rows(section)} == declared
+    examples = [block for block in BLOCKS if block.marker == "metrics"]
+    assert len(examples) == 1
+    for line in examples[0].text.strip().split("\n"):
+        assert line in text.split("\n"), line
+
+
+def test_history_and_openapi_have_their_sections():
+    history = _section(DOC, "### `GET /api/history`")
+    for phrase in ("seconds", "fields", "--history-size", "no data yet", '{"samples": []}', "400"):
+        assert phrase in history, phrase
+    assert "OpenAPI 3.1" in _section(DOC, "### `GET /api/openapi.json`")
 
 
 def test_doc_names_the_contract_rules():
