@@ -9,13 +9,21 @@ so a slow client never delays the others, always gets the latest sample in the e
 holds at most two frames of server memory. Keep-alive pings come from the application settings
 ``websocket_ping_interval``/``websocket_ping_timeout``; compression is off.
 
+Why frames are written to the stream directly: a server's frames are not masked, so the
+bytes of one sample's frame are the same for every client; :func:`text_frame` builds them
+once per sample and view, and each client costs one buffered socket write. Tornado's
+``write_message`` would build the frame again per client and wrap each write in a Task
+(about half the CPU of a push to 500 clients, see docs/PERFORMANCE.md).
+
 What it does not: read anything clients send (messages are ignored), or encode JSON.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Optional, Tuple
+import socket
+import struct
+from typing import Any, Dict, Optional, Tuple
 
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
@@ -28,6 +36,31 @@ from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001  # close code for a server shutdown
+SEND_BUFFER_BYTES = 64 * 1024  # kernel send buffer of a /ws socket: ~30 frames (Linux doubles it)
+_FRAME_CACHE_SIZE = 16  # frames of the newest samples and views, shared by every client
+_frames: Dict[bytes, bytes] = {}
+
+
+def text_frame(payload: bytes) -> bytes:
+    """The unmasked, unfragmented WebSocket text frame (RFC 6455 section 5.2) of ``payload``.
+
+    Built once per payload: every client of a sample gets the same bytes object from the
+    hub, whose hash Python keeps, so the lookup is cheap.
+    """
+    frame = _frames.get(payload)
+    if frame is None:
+        size = len(payload)
+        if size < 126:
+            head = struct.pack("!BB", 0x81, size)
+        elif size <= 0xFFFF:
+            head = struct.pack("!BBH", 0x81, 126, size)
+        else:
+            head = struct.pack("!BBQ", 0x81, 127, size)
+        frame = head + payload
+        if len(_frames) >= _FRAME_CACHE_SIZE:
+            _frames.clear()
+        _frames[payload] = frame
+    return frame
 
 
 class SnapshotSocket(WebSocketHandler):
@@ -77,6 +110,12 @@ class SnapshotSocket(WebSocketHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         log.debug("/ws client %s connected", self.request.remote_ip)
+        stream = getattr(self.ws_connection, "stream", None)
+        if stream is not None:
+            # A client that stops reading would otherwise pin megabytes of kernel memory
+            # (Linux grows a loopback or LAN send buffer to 4 MB); past this, its frames
+            # are dropped here instead (see on_sample).
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self.hub.subscribe(self.on_sample)
         payload = self.hub.latest_json if self.fields is None else self.hub.fields_json(self.fields)
         if payload is not None:
@@ -98,11 +137,19 @@ class SnapshotSocket(WebSocketHandler):
         self._send(payload)
 
     def _send(self, payload: bytes) -> None:
-        # bytes with binary=False: a text frame, with no per-client decode or encode.
+        connection = self.ws_connection
+        stream = getattr(connection, "stream", None)
         try:
-            future = self.write_message(payload, binary=False)
-        except WebSocketClosedError:
+            if connection is None or connection.is_closing() or stream is None:
+                raise WebSocketClosedError()
+            # No compression is negotiated (see the module docstring), so the shared
+            # frame goes to the stream as it is, after any frame tornado wrote itself.
+            future = stream.write(text_frame(payload))
+        except (WebSocketClosedError, StreamClosedError):
             self.hub.unsubscribe(self.on_sample)
+            return
+        if future.done():  # the usual case: the socket took the whole frame at once
+            self._pending = None
             return
         self._pending = future
         future.add_done_callback(self._on_written)
