@@ -19,6 +19,7 @@ import asyncio
 import logging
 from typing import Any, Dict, List, Optional
 
+import engineio.packet
 import socketio
 from tornado.ioloop import IOLoop
 
@@ -160,6 +161,19 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
 
         def get_compression_options(self) -> None:
             return None  # tiny frames: compression costs more CPU and memory than it saves
+
+        async def on_message(self, message: Any) -> None:
+            # python-engineio decodes a WebSocket message outside its reader's error
+            # handling: a malformed one (``zzz``, empty, bad base64) ends the reader but
+            # keeps the session, and its connection slot, until the ping timeout. Such a
+            # client is closed here instead, before engineio sees the message.
+            try:
+                engineio.packet.Packet(encoded_packet=message)
+            except (ValueError, IndexError, TypeError):
+                log.debug("Socket.IO client from %s sent a malformed packet; closed", self.request.remote_ip)
+                self.close(1002, "malformed Engine.IO packet")
+                return
+            await super().on_message(message)
 
     return SocketIOHandler
 
