@@ -37,6 +37,7 @@ from tegrastats_api.handlers import (
     StaticHandler,
     StatusHandler,
     SummaryHandler,
+    log_request,
 )
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.metrics import make_registry
@@ -55,6 +56,13 @@ Source = Union[TegrastatsProcess, ReplaySource]
 # explicitly would be wrong for one of the two, so it is left at the default).
 WS_PING_INTERVAL_S = 10
 WS_MAX_MESSAGE_BYTES = 64 * 1024  # clients send nothing we read
+# HTTP limits: our requests are small GETs and Engine.IO polling POSTs (python-engineio
+# refuses those over 1,000,000 bytes itself); anything bigger is refused before it is read.
+# A request whose headers have not all arrived within HEADER_TIMEOUT_S is dropped, and so is
+# an idle keep-alive connection (slowloris; tornado's default is an hour).
+MAX_HEADER_BYTES = 32 * 1024
+MAX_BODY_BYTES = 1024 * 1024
+HEADER_TIMEOUT_S = 60.0
 CLOSE_WAIT_S = 1.0  # time for close frames to go out before the source is stopped
 REPO_STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
 SYSTEM_STATIC = "/usr/share/tegrastats-api/static"
@@ -123,6 +131,7 @@ def make_app(
         websocket_max_message_size=WS_MAX_MESSAGE_BYTES,
         debug=False,
         autoreload=False,
+        log_function=log_request,  # the access log without ?token= values
     )
 
 
@@ -194,7 +203,10 @@ class Server:
             sockets = bind_sockets(self.config.port, address=self.config.host or None)
         except OSError as exc:
             raise ListenError(self.config.host, self.config.port, exc) from exc
-        self._http = HTTPServer(app)
+        self._http = HTTPServer(
+            app, max_header_size=MAX_HEADER_BYTES, max_body_size=MAX_BODY_BYTES,
+            idle_connection_timeout=HEADER_TIMEOUT_S,
+        )
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
 

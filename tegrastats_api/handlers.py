@@ -17,11 +17,14 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import os
+import re
 from http.client import responses
 from typing import Any, Dict, Optional, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from tornado.log import access_log
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from tegrastats_api import __version__
@@ -89,6 +92,33 @@ def parse_seconds(text: Optional[str]) -> Optional[float]:
     if not (math.isfinite(seconds) and seconds >= 0):
         raise ValueError("seconds: %r is not a number of seconds >= 0" % text[:40])
     return seconds
+
+
+# ``token=`` anywhere in a query string, whatever its case (parse_qs reads only ``token``,
+# but a client's mistyped ``Token=`` may hold a real token just the same).
+TOKEN_QUERY_RE = re.compile(r"([?&;]token=)[^&;#\s]*", re.IGNORECASE)
+
+
+def redact_token(uri: str) -> str:
+    """``uri`` with the value of every ``token=`` query parameter replaced by ``***``."""
+    return TOKEN_QUERY_RE.sub(r"\1***", uri)
+
+
+def log_request(handler: RequestHandler) -> None:
+    """The application's ``log_function``: tornado's access log line, token redacted.
+
+    Tornado's own would log ``GET /api/status?token=T``, at WARNING for a refused token.
+    """
+    status = handler.get_status()
+    if status < 400:
+        log_method = access_log.info
+    elif status < 500:
+        log_method = access_log.warning
+    else:
+        log_method = access_log.error
+    request = handler.request
+    log_method("%d %s %s (%s) %.2fms", status, request.method, redact_token(request.uri or ""),
+               request.remote_ip, 1000.0 * request.request_time())
 
 
 def error_body(status: int, message: str) -> bytes:
@@ -285,4 +315,17 @@ class NotFoundHandler(BaseAPIHandler):
 
 
 class StaticHandler(JSONErrorMixin, StaticFileHandler):
-    """The dashboard's files; open without a token, errors as JSON like the API."""
+    """The dashboard's files; open without a token, errors as JSON like the API.
+
+    A file whose real path (symlinks resolved) is outside the static folder is refused
+    with 403: tornado before 6.5 checks only the path as written and follows links out.
+    """
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> Optional[str]:
+        if "\x00" in absolute_path:  # realpath would raise; no file has such a name
+            raise HTTPError(404)
+        real_root = os.path.realpath(root)
+        real_path = os.path.realpath(absolute_path)
+        if real_path != real_root and not real_path.startswith(real_root + os.sep):
+            raise HTTPError(403, "%s is not in root static directory", self.path)
+        return super().validate_absolute_path(root, absolute_path)
