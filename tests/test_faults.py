@@ -716,3 +716,25 @@ def test_the_token_is_compared_in_constant_time(live_server, transport_lines, mo
     verdict["forced"] = False  # the comparison alone decides: the right token is now refused
     assert requests.get(url + "/api/status?token=" + TOKEN).status_code == 401
     assert RawWebSocket(port, "/ws", query="?token=" + TOKEN).status == 401
+
+
+# --- the server's own footprint -------------------------------------------------------------
+
+
+def test_run_loads_no_socketio_client_dependencies():
+    """`run` hides requests, websocket-client and aiohttp from python-engineio's client
+    modules (about 6 MB of RSS, docs/PERFORMANCE.md); they stay importable afterwards."""
+    code = (
+        "import sys\n"
+        "from tegrastats_api.cli import CLIENT_ONLY_MODULES, import_server_modules\n"
+        "import_server_modules()\n"
+        "import tegrastats_api.app, tegrastats_api.sio\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in CLIENT_ONLY_MODULES + ('urllib3',)))\n"
+        "import requests\n"
+        "print('requests importable')\n"
+    )
+    pytest.importorskip("requests")  # a test dependency: without it there is nothing to hide
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=ROOT_DIR))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[]", "requests importable"]
