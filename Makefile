@@ -11,7 +11,7 @@ PORT        ?= 58090
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install venv node test test-oldest lint typecheck run bench sdist wheel deb clean
+.PHONY: help install venv node test test-oldest lint typecheck run bench soak sdist wheel deb clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,8 +65,13 @@ install: venv ## install into .venv, then start it briefly and run `tegrastats-a
 run: venv ## serve on port $(PORT) (replays a recorded AGX Orin where there is no Jetson)
 	$(VENV)/bin/tegrastats-api run --port $(PORT)
 
-bench: venv ## measure: parse rate (more to come)
+bench: venv ## measure (a few minutes): parse rate, REST vs hello-world, push delay, CPU, RSS, start-up
 	$(PY) bench/run.py
+
+SOAK_MINUTES ?= 10
+
+soak: venv ## 10 min (SOAK_MINUTES=N) at 50 samples/s, 50 push clients coming and going; fails if RSS or fds keep growing
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
 
 sdist: venv ## build the sdist, and the wheel from it, into dist/
 	$(PY) -m build --outdir dist .

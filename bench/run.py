@@ -1,22 +1,51 @@
 """``make bench``: measure tegrastats-api on this machine and print a markdown table.
 
-So far: the parser's rate over every real sample line. Results also go to
-``bench/results/latest.json``. Timings are printed, never asserted.
+Measures (timings are printed and saved, never asserted):
+
+* parse rate over every real sample line;
+* ``/api/status`` requests/s and latency at 50 keep-alive connections, next to a Tornado
+  hello-world handler on the same interpreter in the same run (``wrk`` where installed,
+  else an asyncio generator); the server on CPU 0, the load on CPU 1;
+* push delay (the document's ``timestamp``, set when the sample was read, to the frame's
+  arrival, same clock) and server CPU with 100 to 1000 ``/ws`` clients and 100 Socket.IO
+  clients at 10 samples/s, the clients in another process on CPU 1;
+* RSS after start and after that load; CPU at 1 sample/s over 30 s with 0 and 10 clients;
+* time from ``tegrastats-api run`` to the first 200 on ``/api/status``;
+* bytes per push and per client per second for ``/ws``, ``/ws?fields=...`` and Socket.IO.
+
+Results go to ``bench/results/latest.json`` (and a dated copy). ``--quick`` shortens every
+window for a try-out; ``--only SECTION`` runs some sections.
 """
 from __future__ import annotations
 
+import argparse
 import csv
+import datetime
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import http_load
+from procstat import CpuMeter, fd_count, rss_mb
+from serverproc import ServerProcess, free_port, tegrastats_api_argv
 
 from tegrastats_api import __version__, parse_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "fixtures" / "tegrastats" / "samples.tsv"
 RESULTS = ROOT / "bench" / "results"
+CLIENTS = str(Path(__file__).resolve().parent / "clients.py")
+SERVER_CPU, LOAD_CPU = 0, 1
+FIELDS = "cpu.usage,gpu.usage,temperature.tj"
+PUSH_RUNS = [("ws", 100, None), ("ws", 200, None), ("ws", 500, None), ("ws", 1000, None),
+             ("sio", 100, None), ("ws", 100, FIELDS)]
+TARGETS = {"ratio": 0.85, "push_p99_ms_200": 20.0, "idle_cpu_pct_10": 1.0, "rss_mb": 40.0, "startup_s": 1.0}
+Row = Tuple[str, str]
 
 
 def load_lines() -> List[str]:
@@ -40,20 +69,201 @@ def bench_parse(lines: List[str], seconds: float = 2.0) -> Dict[str, float]:
     return out
 
 
-def main() -> int:
+def section_parse(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
     lines = load_lines()
-    rates = bench_parse(lines)
-    machine = "%s, %s, Python %s" % (platform.machine(), platform.processor() or "cpu", platform.python_version())
-    rows = [("parse rate, %s (lines/s)" % name, "%.0f" % rate) for name, rate in rates.items()]
-    print("tegrastats-api %s on %s; %d real sample lines\n" % (__version__, machine, len(lines)))
+    rates = bench_parse(lines, 0.5 if quick else 2.0)
+    rows = [("parse rate, %s, %d real lines (lines/s)" % (name, len(lines)), "%.0f" % rate)
+            for name, rate in rates.items()]
+    return {"parse_rate": rates}, rows
+
+
+def section_http(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
+    """Best of two rounds each, alternating, so that a burst of other work on the machine
+    does not decide the ratio."""
+    seconds = 2.0 if quick else 5.0
+    hello_port, api_port = free_port(), free_port()
+    hello_argv = [sys.executable, str(Path(__file__).resolve().parent / "http_load.py"), "hello", "--port",
+                  str(hello_port)]
+    api_argv = tegrastats_api_argv(api_port, "--simulate", "agx-orin", "--log-level", "WARNING")
+    runs: Dict[str, List[Dict[str, Any]]] = {"hello": [], "status": []}
+    with ServerProcess(hello_argv, hello_port, cpu=SERVER_CPU, ready_path="/") as hello, \
+            ServerProcess(api_argv, api_port, cpu=SERVER_CPU) as api:
+        for _ in range(2):
+            for name, url in (("hello", hello.url + "/"), ("status", api.url + "/api/status")):
+                http_load.load(url, 50, 1.0, cpu=LOAD_CPU)  # warm up
+                runs[name].append(http_load.load(url, 50, seconds, cpu=LOAD_CPU))
+    best = {name: max(results, key=lambda r: r["requests_per_s"]) for name, results in runs.items()}
+    ratio = best["status"]["requests_per_s"] / best["hello"]["requests_per_s"]
+    rows = []
+    for name, label in (("hello", "hello-world handler"), ("status", "`/api/status`")):
+        r = best[name]
+        rows.append(("%s, 50 keep-alive connections (%s): requests/s; p50 / p99 ms" % (label, r["tool"]),
+                     "%.0f; %s / %s" % (r["requests_per_s"], _ms(r["p50_ms"]), _ms(r["p99_ms"]))))
+    rows.append(("`/api/status` / hello-world requests/s (target >= %.2f)" % TARGETS["ratio"], "%.2f" % ratio))
+    return {"http": {"runs": runs, "best": best, "ratio": ratio}}, rows
+
+
+def run_clients(port: int, server_pid: int, kind: str, count: int, seconds: float,
+                fields: Optional[str]) -> Dict[str, Any]:
+    """One fleet of push clients in a child process; the server's CPU over its window."""
+    argv = [sys.executable, CLIENTS, "--port", str(port), "--kind", kind, "--count", str(count),
+            "--seconds", str(seconds), "--cpu", str(LOAD_CPU)] + (["--fields", fields] if fields else [])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    meter: Optional[CpuMeter] = None
+    result: Dict[str, Any] = {}
+    for line in proc.stdout:
+        if line.strip() == "measuring":
+            meter = CpuMeter(server_pid).start()
+        elif line.startswith("{"):
+            cpu = meter.stop() if meter else None
+            result = json.loads(line)
+            result["server_cpu_pct"] = cpu
+    if proc.wait() != 0 or not result:
+        raise RuntimeError("push clients failed: %r" % argv)
+    return result
+
+
+def section_push(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
+    seconds = 3.0 if quick else 8.0
+    port = free_port()
+    argv = tegrastats_api_argv(port, "--simulate", "agx-orin", "--update-interval", "0.1",
+                               "--max-connections", "2000", "--log-level", "WARNING")
+    results = []
+    with ServerProcess(argv, port, cpu=SERVER_CPU) as server:
+        time.sleep(1.0)
+        rss_start, fds_start = rss_mb(server.pid), fd_count(server.pid)
+        for kind, count, fields in PUSH_RUNS:
+            r = run_clients(port, server.pid, kind, count, seconds, fields)
+            r.update(kind=kind, fields=fields)
+            results.append(r)
+            time.sleep(1.0)  # the server closes the last fleet's connections
+        rss_after, fds_after = rss_mb(server.pid), fd_count(server.pid)
+    rows = []
+    for r in results:
+        if r["fields"]:
+            continue
+        d = r["delays_ms"]
+        rows.append(("push delay at 10 samples/s, %d %s clients: p50 / p99 ms; frames received; server CPU %%"
+                     % (r["clients"], "`/ws`" if r["kind"] == "ws" else "Socket.IO"),
+                     "%s / %s; %.0f%%; %.0f%%" % (_ms(d["p50"]), _ms(d["p99"]),
+                                                  100.0 * r["frames"] / (r["clients"] * r["seconds"] * 10),
+                                                  r["server_cpu_pct"])))
+    for r in results:
+        if r["clients"] != 100:
+            continue
+        name = "`/ws?fields=%s`" % r["fields"] if r["fields"] else ("`/ws`" if r["kind"] == "ws" else "Socket.IO")
+        per_push = r["bytes_per_frame"] or 0.0
+        rows.append(("bytes per push, %s (on the wire); per client per second at 10 / 1 samples/s" % name,
+                     "%.0f; %.0f / %.0f" % (per_push, r["bytes_per_client_per_s"], per_push)))
+    rows.append(("server RSS after start / after the push load (MB); open fds after start / after",
+                 "%.1f / %.1f; %d / %d" % (rss_start, rss_after, fds_start, fds_after)))
+    return {"push": {"runs": results, "rss_mb_start": rss_start, "rss_mb_after": rss_after,
+                     "fds_start": fds_start, "fds_after": fds_after}}, rows
+
+
+def section_idle(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
+    """The default setting, 1 sample/s: what the monitor costs a Jetson that is busy."""
+    seconds = 5.0 if quick else 30.0
+    port = free_port()
+    argv = tegrastats_api_argv(port, "--simulate", "agx-orin", "--log-level", "WARNING")
+    with ServerProcess(argv, port, cpu=SERVER_CPU) as server:
+        time.sleep(2.0)
+        rss_start = rss_mb(server.pid)
+        meter = CpuMeter(server.pid).start()
+        time.sleep(seconds)
+        idle0 = meter.stop()
+        busy = run_clients(port, server.pid, "ws", 10, seconds, None)
+        rss_after = rss_mb(server.pid)
+    rows = [
+        ("server RSS after start at 1 sample/s (MB, target <= %.0f)" % TARGETS["rss_mb"], "%.1f" % rss_start),
+        ("server CPU at 1 sample/s over %.0f s: 0 clients / 10 `/ws` clients (target <= %.0f%%)"
+         % (seconds, TARGETS["idle_cpu_pct_10"]), "%.2f%% / %.2f%%" % (idle0, busy["server_cpu_pct"])),
+    ]
+    return {"idle": {"seconds": seconds, "rss_mb_start": rss_start, "rss_mb_after_10_clients": rss_after,
+                     "cpu_pct_0_clients": idle0, "cpu_pct_10_clients": busy["server_cpu_pct"]}}, rows
+
+
+def section_startup(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
+    times = []
+    for _ in range(3 if quick else 5):
+        port = free_port()
+        with ServerProcess(tegrastats_api_argv(port, "--simulate", "agx-orin", "--log-level", "WARNING"),
+                           port, cpu=SERVER_CPU) as server:
+            times.append(server.ready_s)
+    times.sort()
+    rows = [("`tegrastats-api run` to the first 200 on `/api/status`: median / max of %d (s, target <= %.0f)"
+             % (len(times), TARGETS["startup_s"]), "%.3f / %.3f" % (times[len(times) // 2], times[-1]))]
+    return {"startup_s": times}, rows
+
+
+SECTIONS: Dict[str, Callable[[bool], Tuple[Dict[str, Any], List[Row]]]] = {
+    "parse": section_parse,
+    "http": section_http,
+    "push": section_push,
+    "idle": section_idle,
+    "startup": section_startup,
+}
+
+
+def _ms(value: Optional[float]) -> str:
+    return "-" if value is None else "%.1f" % value
+
+
+def describe_machine() -> Dict[str, Any]:
+    model = "cpu"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import socketio
+    import tornado
+
+    return {
+        "cpu": model, "cores": os.cpu_count(), "kernel": platform.release(),
+        "python": platform.python_version(), "tornado": tornado.version,
+        "python-socketio": getattr(socketio, "__version__", None) or _dist_version("python-socketio"),
+        "load_average_at_start": os.getloadavg(), "load_tool": http_load.tool(),
+    }
+
+
+def _dist_version(name: str) -> Optional[str]:
+    try:
+        from importlib.metadata import version
+    except ImportError:  # pragma: no cover - Python 3.7
+        return None
+    return version(name)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure tegrastats-api on this machine.")
+    parser.add_argument("--quick", action="store_true", help="short windows, for a try-out")
+    parser.add_argument("--only", action="append", choices=sorted(SECTIONS), help="run only these sections")
+    args = parser.parse_args(argv)
+    if len(os.sched_getaffinity(0)) < 2:
+        print("note: fewer than 2 CPUs; server and load share one", file=sys.stderr)
+    machine = describe_machine()
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report: Dict[str, Any] = {"version": __version__, "machine": machine, "started": started, "quick": args.quick}
+    rows: List[Row] = []
+    for name in args.only or list(SECTIONS):
+        print("== %s" % name, file=sys.stderr, flush=True)
+        data, section_rows = SECTIONS[name](args.quick)
+        report.update(data)
+        rows += section_rows
+    print("tegrastats-api %s, %s UTC, on %s (%d cores), Linux %s, Python %s, tornado %s, python-socketio %s; "
+          "load average at start %.2f\n" % (
+              __version__, started.replace("T", " ").rstrip("Z"), machine["cpu"], machine["cores"],
+              machine["kernel"], machine["python"], machine["tornado"], machine["python-socketio"],
+              machine["load_average_at_start"][0]))
     print("| measure | value |\n|---|---|")
     for label, value in rows:
         print("| %s | %s |" % (label, value))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(
-        json.dumps({"version": __version__, "machine": machine, "parse_rate": rates}, indent=2) + "\n",
-        encoding="utf-8",
-    )
+    text = json.dumps(report, indent=2) + "\n"
+    (RESULTS / "latest.json").write_text(text, encoding="utf-8")
+    (RESULTS / ("bench-%s.json" % started.replace(":", ""))).write_text(text, encoding="utf-8")
     return 0
 
 
