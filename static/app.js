@@ -634,7 +634,10 @@
   function connectionState() {
     const age = state.lastPushAt ? (Date.now() - state.lastPushAt) / 1000 : null;
     const ageText = age === null ? "" : " (data " + Math.round(age) + " s old)";
-    if (state.refused) return ["refused", "refused: " + state.refused];
+    if (state.refused) {
+      const hint = /token/.test(state.refused) && !token ? " (add ?token=\u2026 to this page's address)" : "";
+      return ["refused", "refused: " + state.refused + hint];
+    }
     if (!state.connected) {
       return state.everConnected ? ["reconnecting", "reconnecting\u2026" + ageText] : ["connecting", "connecting\u2026"];
     }
