@@ -14,6 +14,7 @@ or ever use Tornado's ``debug``/``autoreload`` (a reload would orphan the child)
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import logging
 import os
@@ -266,7 +267,13 @@ async def serve(config: Config, *, ready: Optional[Callable[[Server], None]] = N
 
 
 def run(config: Config) -> int:
-    """Blocking :func:`serve` on a new event loop; the process exit status."""
+    """Blocking :func:`serve` on a new event loop; the process exit status.
+
+    What is loaded by now (modules, classes: most of the heap) lives as long as the
+    process, so ``gc.freeze()`` takes it out of the collector's view: a full collection
+    would walk it all and hold up the pushes for tens of ms (docs/PERFORMANCE.md).
+    """
+    gc.freeze()
     return asyncio.run(serve(config))
 
 

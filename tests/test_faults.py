@@ -738,3 +738,23 @@ def test_run_loads_no_socketio_client_dependencies():
                          env=dict(os.environ, PYTHONPATH=ROOT_DIR))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["[]", "requests importable"]
+
+
+def test_run_freezes_the_start_up_heap_before_serving(monkeypatch):
+    """A full collection walks every object: `run` freezes the start-up heap first."""
+    import gc
+
+    import tegrastats_api.app as app_module
+    from tegrastats_api.config import Config
+
+    calls = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+
+    def fake_asyncio_run(coroutine):
+        coroutine.close()
+        calls.append("serve")
+        return 0
+
+    monkeypatch.setattr(app_module.asyncio, "run", fake_asyncio_run)
+    assert app_module.run(Config(host="127.0.0.1", port=0, simulate="agx-orin")) == 0
+    assert calls == ["freeze", "serve"]
