@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import http_load
 from procstat import CpuMeter, fd_count, rss_mb
-from serverproc import ServerProcess, free_port, tegrastats_api_argv
+from serverproc import ServerProcess, free_port, health, tegrastats_api_argv
 
 from tegrastats_api import __version__, parse_line
 
@@ -112,13 +112,16 @@ def run_clients(port: int, server_pid: int, kind: str, count: int, seconds: floa
     assert proc.stdout is not None
     meter: Optional[CpuMeter] = None
     result: Dict[str, Any] = {}
+    samples = 0
     for line in proc.stdout:
         if line.strip() == "measuring":
             meter = CpuMeter(server_pid).start()
+            samples = int(health(port).get("samples") or 0)
         elif line.startswith("{"):
             cpu = meter.stop() if meter else None
             result = json.loads(line)
             result["server_cpu_pct"] = cpu
+            result["samples"] = int(health(port).get("samples") or 0) - samples
     if proc.wait() != 0 or not result:
         raise RuntimeError("push clients failed: %r" % argv)
     return result
@@ -144,10 +147,11 @@ def section_push(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
         if r["fields"]:
             continue
         d = r["delays_ms"]
-        rows.append(("push delay at 10 samples/s, %d %s clients: p50 / p99 ms; frames received; server CPU %%"
+        rows.append(("push delay at 10 samples/s, %d %s clients: p50 / p99 ms; share of samples received; "
+                     "server CPU %%"
                      % (r["clients"], "`/ws`" if r["kind"] == "ws" else "Socket.IO"),
                      "%s / %s; %.0f%%; %.0f%%" % (_ms(d["p50"]), _ms(d["p99"]),
-                                                  100.0 * r["frames"] / (r["clients"] * r["seconds"] * 10),
+                                                  100.0 * r["frames"] / max(1, r["clients"] * r["samples"]),
                                                   r["server_cpu_pct"])))
     for r in results:
         if r["clients"] != 100:

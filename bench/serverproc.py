@@ -9,12 +9,15 @@ What it does not: read the server's output (it goes to a log file), or judge fig
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from typing import Dict, List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,6 +57,17 @@ def http_status(port: int, path: str, timeout: float = 1.0) -> Optional[int]:
         return None
     parts = head.split(b" ", 2)
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def health(port: int) -> Dict[str, object]:
+    """The ``/api/health`` document (a 503 carries it too); empty if nothing answers."""
+    try:
+        with urllib.request.urlopen("http://%s:%d/api/health" % (HOST, port), timeout=5) as answer:
+            return dict(json.load(answer))
+    except urllib.error.HTTPError as err:
+        return dict(json.loads(err.read()))
+    except OSError:
+        return {}
 
 
 class ServerProcess:

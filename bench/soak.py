@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional
 
 from clients import PushClient, client_frame
 from procstat import CpuMeter, fd_count, rss_mb
-from serverproc import HOST, ServerProcess, free_port, tegrastats_api_argv
+from serverproc import HOST, ServerProcess, free_port, health, tegrastats_api_argv
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = [("ws", "/ws"), ("ws", "/ws?fields=cpu.usage,gpu.usage,temperature.tj"),
@@ -74,18 +74,6 @@ async def churn(port: int, clients: int, seconds: float) -> Dict[str, int]:
     return stats
 
 
-def _connected_clients(port: int) -> Optional[int]:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen("http://%s:%d/api/health" % (HOST, port), timeout=5) as answer:
-            return int(json.load(answer)["connected_clients"])
-    except OSError as err:
-        if hasattr(err, "read"):  # a 503 still carries the health document
-            return int(json.loads(err.read())["connected_clients"])  # type: ignore[attr-defined]
-        return None
-
-
 def verdict(readings: List[Dict[str, Any]]) -> List[str]:
     """Why the run failed (empty when it passed)."""
     problems = []
@@ -128,7 +116,7 @@ def soak(minutes: float, rate: float, clients: int, every_s: float) -> int:
             meter = CpuMeter(server.pid).start()
             time.sleep(min(every_s, seconds - (time.monotonic() - began)))
             reading = {"minute": round((time.monotonic() - began) / 60.0, 2), "rss_mb": rss_mb(server.pid),
-                       "fds": fd_count(server.pid), "clients": _connected_clients(port) or 0,
+                       "fds": fd_count(server.pid), "clients": int(health(port).get("connected_clients") or 0),
                        "cpu_pct": meter.stop()}
             readings.append(reading)
             print("minute %(minute)5.1f: RSS %(rss_mb)5.1f MB, %(fds)3d fds (%(clients)2d clients), "
