@@ -112,7 +112,9 @@ def log_request(handler: RequestHandler) -> None:
     status = handler.get_status()
     if status < 400:
         log_method = access_log.info
-    elif status < 500:
+    elif status < 500 or status == 503:
+        # 503 is this service's own "no data yet / degraded" answer (health probes get it
+        # all through a tegrastats restart), not a server error worth an ERROR line.
         log_method = access_log.warning
     else:
         log_method = access_log.error

@@ -98,3 +98,17 @@ def test_ws_without_fields_still_gets_whole_documents(server, transport_lines):
         assert conn.recv().encode() == server.hub.latest_json
     finally:
         conn.close()
+
+
+def test_a_503_is_logged_as_a_warning_not_an_error(live_server, caplog):
+    import logging
+
+    empty = live_server(["not a tegrastats line"])
+    with caplog.at_level(logging.INFO, logger="tornado.access"):
+        assert _get(empty.url + "/api/health?token=secret")[0] == 503
+        assert _get(empty.url + "/api/nothing-here")[0] == 404
+    records = [r for r in caplog.records if r.name == "tornado.access"]
+    health = [r for r in records if "/api/health" in r.getMessage()]
+    assert health and all(r.levelno == logging.WARNING for r in health)
+    assert not [r for r in records if r.levelno >= logging.ERROR]
+    assert "secret" not in caplog.text
