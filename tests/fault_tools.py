@@ -1,0 +1,316 @@
+"""Tools of the fault and abuse suites (tests/test_faults.py, tests/test_abuse.py).
+
+What it holds: :class:`ServerProcess` (``python -m tegrastats_api run`` in a child process,
+whose ``/proc`` entries count fds and RSS) and :func:`server_processes` for a fixture, a
+tegrastats wrapper that writes a fault and then execs tests/fake_tegrastats.py
+(:func:`faulty_tegrastats`), and clients on plain sockets that send whatever they are
+told: :class:`RawWebSocket`, :func:`sio_client`, :func:`raw_exchange`.
+
+What it does not: assert anything about the server.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import requests
+
+from conftest import FAKE_TEGRASTATS, TESTS_DIR
+
+WAIT_S = 10.0
+ROOT_DIR = os.path.dirname(TESTS_DIR)
+SERVING_RE = re.compile(r"serving on http://127\.0\.0\.1:(\d+) ")
+SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+def wait_until(condition, timeout=WAIT_S, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("%s not met in %s s" % (what, timeout))
+
+
+def rss_mb(pid):
+    with open("/proc/%d/status" % pid) as handle:
+        return next(int(row.split()[1]) / 1024.0 for row in handle if row.startswith("VmRSS:"))
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def settled_fds(server):
+    """The server's fd count once two readings 0.2 s apart agree (closes lag behind clients)."""
+    previous = None
+    for _ in range(50):
+        count = server.fds()
+        if count == previous:
+            return count
+        previous = count
+        time.sleep(0.2)
+    return previous
+
+
+# --- a server in a child process, and a tegrastats that misbehaves -----------------------
+
+
+class ServerProcess:
+    """``python -m tegrastats_api run --port 0 SETTINGS`` with its log in a file."""
+
+    def __init__(self, tmp_path, *settings):
+        self.log_path = tmp_path / ("server-%d.log" % time.monotonic_ns())
+        self._log = open(self.log_path, "w")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TEGRASTATS_API_")}
+        env["PYTHONPATH"] = ROOT_DIR
+        level = [] if "--debug" in settings else ["--log-level", "INFO"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tegrastats_api", "--config", os.devnull, "run", "--host", "127.0.0.1",
+             "--port", "0", *level, *settings],
+            stdout=subprocess.DEVNULL, stderr=self._log, env=env,
+        )
+        match = wait_until(lambda: self.proc.poll() is None and SERVING_RE.search(self.log()),
+                           what="server start (log: %s)" % self.log_path)
+        self.port = int(match.group(1))
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path, **kwargs):
+        return requests.get(self.url + path, timeout=WAIT_S, **kwargs)
+
+    def health(self):
+        return self.get("/api/health").json()
+
+    def rss_mb(self):
+        return rss_mb(self.proc.pid)
+
+    def fds(self):
+        return fd_count(self.proc.pid)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(WAIT_S)
+        self._log.close()
+        return self.proc.returncode
+
+
+def server_processes(tmp_path):
+    """The body of a ``server_process`` fixture: yields ``start(*settings)``, which starts a
+    :class:`ServerProcess`; stops them all (and any fake tegrastats left) afterwards."""
+    started = []
+
+    def start(*settings):
+        server = ServerProcess(tmp_path, *settings)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+    pidfile = tmp_path / "tegrastats.pid"
+    if pidfile.exists():  # never leave a fake tegrastats behind, even on failure
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+WRAPPER = '''#!%(python)s
+"""tegrastats with a fault: one real line, then (once %(go)s exists) the fault bytes, then the fake."""
+import os, sys, time
+sys.path.insert(0, %(tests)r)
+import fake_tegrastats
+with open(%(pidfile)r, "w") as handle:  # the fake keeps this pid: exec, not a child
+    handle.write("%%d\\n" %% os.getpid())
+fault = %(fault)r
+if fault:
+    sys.stdout.buffer.write(fake_tegrastats.DEFAULT_LINES[0].encode() + b"\\n")
+    sys.stdout.buffer.flush()
+    deadline = time.time() + 20
+    while not os.path.exists(%(go)r) and time.time() < deadline:
+        time.sleep(0.01)
+    with open(fault, "rb") as source:
+        for chunk in iter(lambda: source.read(65536), b""):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+os.execv(sys.executable, [sys.executable, %(fake)r, "--pidfile", %(pidfile)r] + %(flags)r + sys.argv[1:])
+'''
+
+
+def faulty_tegrastats(tmp_path, *flags, fault=None):
+    """An executable tegrastats for ``--tegrastats``: the fake with ``flags``; with ``fault``
+    (bytes), first one real line, then ``fault`` once the test calls ``go()``.
+
+    Returns ``(path, go)``; the fake keeps the wrapper's pid, written to tegrastats.pid.
+    """
+    fault_path = ""
+    if fault is not None:
+        fault_path = str(tmp_path / "fault.bin")
+        with open(fault_path, "wb") as handle:
+            handle.write(fault)
+    go_path = tmp_path / "go"
+    script = tmp_path / "tegrastats"
+    script.write_text(WRAPPER % {
+        "python": sys.executable, "tests": TESTS_DIR, "fault": fault_path, "go": str(go_path),
+        "fake": FAKE_TEGRASTATS, "pidfile": str(tmp_path / "tegrastats.pid"), "flags": list(flags),
+    })
+    script.chmod(0o755)
+    return str(script), lambda: go_path.write_text("go")
+
+
+def child_pid(tmp_path):
+    return int((tmp_path / "tegrastats.pid").read_text())
+
+
+# --- WebSocket and Engine.IO over a plain socket -----------------------------------------
+
+
+class RawWebSocket:
+    """A WebSocket client on a plain socket, able to send anything, frames or not."""
+
+    def __init__(self, port, path, rcvbuf=None, timeout=WAIT_S, query=""):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall((
+            "GET %s%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, query, port, WS_KEY)
+        ).encode("ascii"))
+        self.buffer = b""
+        head = self._read_until(b"\r\n\r\n")
+        self.status = int(head.split(b" ", 2)[1])
+
+    def _read_until(self, marker):
+        while marker not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed before %r" % marker)
+            self.buffer += chunk
+        head, self.buffer = self.buffer.split(marker, 1)
+        return head
+
+    def _read(self, size):
+        while len(self.buffer) < size:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buffer += chunk
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def send(self, payload, opcode=0x1):
+        """One masked frame (the zero mask key leaves the payload as it is)."""
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        size = len(payload)
+        if size < 126:
+            head = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
+        elif size <= 0xFFFF:
+            head = struct.pack("!BBH", 0x80 | opcode, 0xFE, size)
+        else:
+            head = struct.pack("!BBQ", 0x80 | opcode, 0xFF, size)
+        self.sock.sendall(head + b"\0\0\0\0" + payload)
+
+    def frame(self):
+        """``(opcode, payload)`` of the next frame; answers pings."""
+        while True:
+            first, second = self._read(2)
+            size = second & 0x7F
+            if size == 126:
+                size = struct.unpack("!H", self._read(2))[0]
+            elif size == 127:
+                size = struct.unpack("!Q", self._read(8))[0]
+            opcode, payload = first & 0x0F, self._read(size)
+            if opcode == 0x9:
+                self.send(payload, 0xA)
+                continue
+            return opcode, payload
+
+    def text(self):
+        opcode, payload = self.frame()
+        if opcode == 0x8:
+            raise ConnectionError("close frame %r" % payload[:2])
+        return payload.decode("utf-8")
+
+    def is_closed_by_server(self, timeout=WAIT_S):
+        """True once the server sent a close frame or closed the socket."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                if self.frame()[0] == 0x8:
+                    return True
+        except (ConnectionError, OSError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self, clean=True):
+        try:
+            if clean:
+                self.send(struct.pack("!H", 1000), 0x8)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def sio_client(port, query=""):
+    """A Socket.IO client over WebSocket, joined to the default namespace."""
+    client = RawWebSocket(port, SIO_PATH, query=query)
+    assert client.status == 101
+    assert client.text().startswith("0{")  # Engine.IO open
+    client.send("40")
+    assert client.text().startswith("40")
+    return client
+
+
+def sio_event(client):
+    """The next ``tegrastats_update`` packet's text."""
+    while True:
+        text = client.text()
+        if text == "2":  # Engine.IO ping
+            client.send("3")
+        elif text.startswith('42["tegrastats_update"'):
+            return text
+
+
+def document_time(text):
+    return re.search(r'"timestamp": ?"([^"]+)"', text).group(1)
+
+
+def raw_exchange(port, data, timeout=WAIT_S):
+    """Send ``data`` (as much as the server takes) and return all it answers before closing."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused part way: what it answered is still to be read
+        answer = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+    finally:
+        sock.close()
