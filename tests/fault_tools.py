@@ -29,6 +29,7 @@ SERVING_RE = re.compile(r"serving on http://127\.0\.0\.1:(\d+) ")
 SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
+
 def wait_until(condition, timeout=WAIT_S, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
