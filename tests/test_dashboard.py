@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+from pathlib import Path
 import os
 import queue
 import signal
@@ -342,7 +343,22 @@ def test_page_loads_live_with_only_local_requests_and_no_console_errors(browser,
     assert foreign == [], "requests leaving 127.0.0.1: %s" % foreign
 
 
-def test_numbers_match_the_pushed_document_and_change_with_the_next_push(browser, server):
+@pytest.fixture
+def three_line_server(tmp_path) -> Iterator[TegrastatsServer]:
+    """A replay of three different AGX Orin lines (samples.tsv ids 8, 9, 10) every 0.5 s:
+    consecutive samples always differ, and so do samples two apart, so a page that misses
+    one push on a loaded machine still shows a change (a two-line loop would not)."""
+    rows = (Path(__file__).resolve().parent / "fixtures" / "tegrastats" / "samples.tsv").read_text(
+        encoding="utf-8").splitlines()
+    lines = [row.split("\t")[-1] for row in rows if row.split("\t")[0] in ("8", "9", "10")]
+    replay = tmp_path / "three.txt"
+    replay.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with serving(simulate=None, replay=str(replay), update_interval=0.5) as running:
+        yield running
+
+
+def test_numbers_match_the_pushed_document_and_change_with_the_next_push(browser, three_line_server):
+    server = three_line_server
     browser.open("numbers", server.url + "/")
     wait_live(browser, "numbers")
     first, doc = read_matching(browser, "numbers", server.url)
