@@ -44,22 +44,23 @@ def _scale(value: Optional[float], factor: float = 1, divisor: float = 1) -> Opt
     return None if value is None else value * factor / divisor
 
 
-def _gauge(name: str, help_text: str, labels: Sequence[str], rows: Iterable[Row]) -> Metric:
-    """A gauge family ``jetson_<name>``; rows whose value is None give no sample."""
-    family = GaugeMetricFamily(PREFIX + name, help_text, labels=list(labels))
+def _family(kind: Any, name: str, help_text: str, labels: Sequence[str], rows: Iterable[Row]) -> Metric:
+    """A ``kind`` family ``jetson_<name>``; rows whose value is None give no sample."""
+    family = kind(PREFIX + name, help_text, labels=list(labels))
     for values, value in rows:
         if value is not None:
             family.add_metric(list(values), float(value))
     return family
+
+
+def _gauge(name: str, help_text: str, labels: Sequence[str], rows: Iterable[Row]) -> Metric:
+    """A gauge family ``jetson_<name>``."""
+    return _family(GaugeMetricFamily, name, help_text, labels, rows)
 
 
 def _counter(name: str, help_text: str, labels: Sequence[str], rows: Iterable[Row]) -> Metric:
     """A counter family ``jetson_<name>_total`` (``name`` without the suffix)."""
-    family = CounterMetricFamily(PREFIX + name, help_text, labels=list(labels))
-    for values, value in rows:
-        if value is not None:
-            family.add_metric(list(values), float(value))
-    return family
+    return _family(CounterMetricFamily, name, help_text, labels, rows)
 
 
 def guess_board(document: Optional[Mapping[str, Any]]) -> str:

@@ -17,7 +17,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -25,6 +24,7 @@ import socketio
 import websocket
 
 from conftest import FAKE_TEGRASTATS, TESTS_DIR
+from fault_tools import wait_until
 from tegrastats_api.app import ListenError, Server
 from tegrastats_api.config import Config
 from tegrastats_api.plan import SourcePlan
@@ -119,16 +119,6 @@ def _alive(pid):
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-def wait_until(condition, timeout=WAIT_S, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("%s not met in %s s" % (what, timeout))
 
 
 def test_serves_the_child_and_counts_garbage_not_stderr(server_process):
