@@ -27,6 +27,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
+from tegrastats_api.compat import shutdown_sio
 from tegrastats_api.config import Config
 from tegrastats_api.handlers import (
     HealthHandler,
@@ -229,9 +230,8 @@ class Server:
             await asyncio.wait_for(http.close_all_connections(), CLOSE_WAIT_S)
         except asyncio.TimeoutError:
             log.debug("some HTTP connections were still open at shutdown")
-        shutdown = getattr(self.sio, "shutdown", None)  # python-socketio >= 5.12
-        if shutdown is not None:
-            await shutdown()
+        if self.sio is not None:
+            await shutdown_sio(self.sio)
         log.info("stopped")
 
 

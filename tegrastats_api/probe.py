@@ -131,6 +131,18 @@ async def _check_ws(config: Config, timeout: float) -> str:
     return "first frame %d bytes, schema %s" % (len(message), document.get("schema"))
 
 
+def _refusal_reason(payload: str) -> str:
+    """The reason of a Socket.IO CONNECT_ERROR: ``{"message": ...}``, or a bare string
+    from a server on python-socketio 5.0 (or nothing at all)."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return payload or "no reason given"
+    if isinstance(data, dict):
+        data = data.get("message")
+    return str(data) if data else "no reason given"
+
+
 async def _check_socketio(config: Config, timeout: float) -> str:
     """Engine.IO 4 open, Socket.IO connect, then wait for ``tegrastats_update``."""
     url = base_url(config, "ws") + "/socket.io/?EIO=4&transport=websocket" + _query(config, "&")
@@ -149,7 +161,7 @@ async def _check_socketio(config: Config, timeout: float) -> str:
             elif packet == "2":  # Engine.IO ping
                 await conn.write_message("3")
             elif packet.startswith("44"):
-                raise ProbeError("connect refused: %s" % json.loads(packet[2:]).get("message"))
+                raise ProbeError("connect refused: %s" % _refusal_reason(packet[2:]))
             elif packet.startswith("40"):
                 connected = True
             elif packet.startswith("42"):

@@ -11,7 +11,7 @@ WebSocket requests alike, and to turn off per-message compression, which it forc
 What it does not: encode documents (python-socketio does, per emit), or keep a backlog:
 a polling client whose Engine.IO queue is already full skips samples, and clients that
 stop answering pings are dropped by Engine.IO after ``ping_interval + ping_timeout``.
-Works with python-socketio 5.7/python-engineio 4.3 and newer.
+Works with python-socketio 5.0.3/python-engineio 4.0 and newer (see :mod:`tegrastats_api.compat`).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import engineio.packet
 import socketio
 from tornado.ioloop import IOLoop
 
+from tegrastats_api.compat import AuthKeepingServer, connect_auth, connection_refused
 from tegrastats_api.config import Config
 from tegrastats_api.handlers import (
     ALLOW_HEADERS,
@@ -52,12 +53,12 @@ class SnapshotNamespace(socketio.AsyncNamespace):
         self.config = config
 
     async def on_connect(self, sid: str, environ: Dict[str, Any], auth: Any = None) -> None:
-        given = _token_of(environ, auth)
+        given = _token_of(environ, connect_auth(environ, auth))
         if not token_valid(self.config.auth_token, given):
-            raise socketio.exceptions.ConnectionRefusedError("missing or invalid token")
+            raise connection_refused("missing or invalid token")
         if not self.limiter.acquire(sid):
             log.warning("Socket.IO client refused: %s", self.limiter.refusal())
-            raise socketio.exceptions.ConnectionRefusedError(self.limiter.refusal())
+            raise connection_refused(self.limiter.refusal())
         IOLoop.current().spawn_callback(self._send_latest, sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
@@ -72,7 +73,7 @@ class SnapshotNamespace(socketio.AsyncNamespace):
             await asyncio.sleep(0.01)
         document = self.hub.latest_document
         if document is not None and self.limiter.holds(sid):
-            await self.emit(EVENT, document, to=sid)
+            await self.emit(EVENT, document, room=sid)
 
     def on_sample(self, document: Document, payload: bytes) -> None:
         """Hub subscriber: schedule the broadcast; never waits for any client."""
@@ -120,7 +121,7 @@ def make_sio(hub: SnapshotHub, limiter: ConnectionLimiter, config: Config) -> so
     that check and its CORS headers off, and the handler from :func:`make_sio_handler`
     applies our rule to every request instead.
     """
-    sio = socketio.AsyncServer(
+    sio = AuthKeepingServer(
         async_mode="tornado",
         cors_allowed_origins=[],
         ping_interval=PING_INTERVAL_S,
@@ -166,8 +167,11 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
             # python-engineio decodes a WebSocket message outside its reader's error
             # handling: a malformed one (``zzz``, empty, bad base64) ends the reader but
             # keeps the session, and its connection slot, until the ping timeout. Such a
-            # client is closed here instead, before engineio sees the message.
+            # client is closed here instead, before engineio sees the message. An empty
+            # message is no packet either (python-engineio 4.0 would take it for a NOOP).
             try:
+                if not message:
+                    raise ValueError("empty Engine.IO packet")
                 engineio.packet.Packet(encoded_packet=message)
             except (ValueError, IndexError, TypeError):
                 log.debug("Socket.IO client from %s sent a malformed packet; closed", self.request.remote_ip)

@@ -29,12 +29,13 @@ import shutil
 import signal
 import subprocess
 import time
-from datetime import timedelta
 from typing import Any, Callable, Sequence
 
 from tornado.iostream import PipeIOStream, StreamClosedError
 from tornado.locks import Event
 from tornado.process import Subprocess
+
+from tegrastats_api.compat import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -302,10 +303,7 @@ class TegrastatsProcess:
         """Wait ``delay``, spawn again (doubling the wait while that fails); the next delay."""
         while not self._stopping:
             if delay > 0:
-                try:
-                    await self._wake.wait(timeout=timedelta(seconds=delay))
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(self._wake, delay)
             delay = min(max(delay * 2, self._backoff_initial), self._backoff_max)
             if self._stopping:
                 break

@@ -1,0 +1,93 @@
+"""Bridges to the oldest library versions Jetsons ship, each in one named function.
+
+What it does: gives the rest of the package one spelling for the few things that differ
+between the libraries of Ubuntu 22.04 (JetPack 6: tornado 6.1, python-socketio 5.0.3,
+python-engineio 4.0.0) and the newest releases. Every bridge says which versions need it,
+so that it can be deleted once they are no longer supported.
+
+- :func:`wait_event`: tornado 6.1's ``Event.wait(timeout)`` raises ``tornado.util.TimeoutError``,
+  its own class (from 6.2 that name is ``asyncio.TimeoutError``).
+- :func:`connection_refused`: python-socketio 5.0's ``ConnectionRefusedError("why")`` sends the
+  bare JSON string ``"why"`` (5.1+: ``{"message": "why"}``, which clients read).
+- :class:`AuthKeepingServer`: python-socketio 5.0 drops the auth object of the CONNECT packet
+  (5.1+ passes it to the connect handler as ``auth``); :func:`connect_auth` reads it on both.
+- :func:`shutdown_sio`: python-socketio < 5.12 has no ``AsyncServer.shutdown()``.
+
+Sending to one Socket.IO client uses ``room=sid``, which every 5.x release accepts
+(``to=`` came in 5.1), so it needs no bridge.
+
+What it does not: pick features by version number; every bridge tests for the behaviour
+itself, so a backported fix is used as it is.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+from datetime import timedelta
+from typing import Any, Dict, Optional
+
+import socketio
+import tornado.util
+from tornado.locks import Event
+
+# tornado 6.1 raises its own TimeoutError from gen.with_timeout (and so Event.wait);
+# from 6.2 on the two names are one class, and the tuple is harmless.
+_TIMEOUT_ERRORS = (asyncio.TimeoutError, tornado.util.TimeoutError)
+
+
+async def wait_event(event: Event, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` seconds for ``event``; True if it was set, False on time-out."""
+    try:
+        await event.wait(timeout=timedelta(seconds=timeout_s))
+    except _TIMEOUT_ERRORS:
+        return event.is_set()
+    return True
+
+
+def connection_refused(message: str) -> socketio.exceptions.ConnectionRefusedError:
+    """The exception that refuses a Socket.IO connect with ``{"message": message}``.
+
+    Clients read the reason from that object (socket.io-client's ``err.message``, the
+    dashboard, ``tegrastats-api test``); python-socketio 5.0 would send ``message`` alone.
+    """
+    exc = socketio.exceptions.ConnectionRefusedError(message)
+    exc.error_args = {"message": message}
+    return exc
+
+
+# python-socketio 5.1 added the CONNECT packet's data to _handle_connect (and passes it on).
+_CONNECT_TAKES_AUTH = "data" in inspect.signature(socketio.AsyncServer._handle_connect).parameters
+_AUTH_KEY = "tegrastats_api.auth"
+
+
+class AuthKeepingServer(socketio.AsyncServer):
+    """``socketio.AsyncServer`` that, on python-socketio 5.0, keeps the CONNECT packet's auth
+    object in the session's WSGI-style environ for :func:`connect_auth` (5.0 discards it).
+
+    Only a text CONNECT packet is looked at, and only to copy its data; a packet that does not
+    decode is passed on untouched for python-socketio to deal with as it always does.
+    """
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if not _CONNECT_TAKES_AUTH and isinstance(data, str) and data[:1] == "0":
+            try:
+                pkt = socketio.packet.Packet(encoded_packet=data)
+            except ValueError:
+                pkt = None
+            environ = self.environ.get(eio_sid)
+            if pkt is not None and environ is not None:
+                environ[_AUTH_KEY] = pkt.data
+        await super()._handle_eio_message(eio_sid, data)
+
+
+def connect_auth(environ: Dict[str, Any], auth: Optional[Any]) -> Optional[Any]:
+    """The auth object of a Socket.IO connect: ``auth`` as passed (5.1+), else what
+    :class:`AuthKeepingServer` kept (5.0)."""
+    return auth if auth is not None else environ.get(_AUTH_KEY)
+
+
+async def shutdown_sio(sio: Any) -> None:
+    """Stop python-socketio's background tasks where the installed version has them."""
+    shutdown = getattr(sio, "shutdown", None)  # python-socketio >= 5.12
+    if shutdown is not None:
+        await shutdown()
