@@ -1,17 +1,13 @@
 # tegrastats-api: developer commands. `make` alone lists them.
 PYTHON      ?= python3
-# The oldest Python we support (JetPack 5 ships 3.8): used by test-oldest when installed.
-PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.8*/bin/python3 /usr/bin/python3.8) $(PYTHON))
 VENV        ?= .venv
-VENV_OLDEST ?= .venv-oldest
 PY          := $(VENV)/bin/python
-PY_OLDEST   := $(VENV_OLDEST)/bin/python
 NODE_DIR    := tests/node
 PORT        ?= 58090
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install venv node test test-oldest lint typecheck run bench soak sdist wheel deb clean
+.PHONY: help install venv node test test-oldest test-stacks lint typecheck run bench soak sdist wheel deb clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,16 +29,13 @@ node: $(NODE_DIR)/node_modules/.stamp ## install the JavaScript test clients (so
 test: venv node ## run the whole test suite in .venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-$(VENV_OLDEST)/.stamp: setup.py pyproject.toml tests/constraints-oldest.txt
-	$(PYTHON_OLDEST) -m venv $(VENV_OLDEST)
-	$(PY_OLDEST) -m pip install -q --upgrade pip
-	$(PY_OLDEST) -m pip install -q -c tests/constraints-oldest.txt -e '.[test]'
-	touch $@
+STACKS ?=
 
-test-oldest: $(VENV_OLDEST)/.stamp node ## run the suite on the oldest supported libraries (Debian bookworm's)
-	@$(PY_OLDEST) --version
-	@$(PY_OLDEST) -m pip list 2>/dev/null | grep -iE '^(tornado|python-socketio|python-engineio|configargparse) '
-	$(PY_OLDEST) -m pytest $(PYTEST_ARGS)
+test-stacks: node ## the whole suite on each JetPack's Python and libraries (tests/stacks/*.txt; STACKS="a b" for some)
+	$(PYTHON) tests/stacks/run.py $(STACKS) -- $(PYTEST_ARGS)
+
+test-oldest: node ## the suite on the oldest Python (3.8) with Debian bookworm's libraries (tests/stacks/debian-12.txt)
+	$(PYTHON) tests/stacks/run.py debian-12 -- $(PYTEST_ARGS)
 
 lint: venv ## ruff, and vermin: the code must run on Python 3.8 (JetPack 5)
 	$(VENV)/bin/ruff check tegrastats_api tests bench
@@ -83,4 +76,4 @@ deb: ## build dist/tegrastats-api_<version>_all.deb (debhelper, dh-python: see .
 	packaging/build-deb.sh
 
 clean: ## remove virtual environments and build output
-	rm -rf $(VENV) $(VENV_OLDEST) build dist *.egg-info $(NODE_DIR)/node_modules
+	rm -rf $(VENV) .venv-stacks build dist *.egg-info $(NODE_DIR)/node_modules

@@ -50,6 +50,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=7",
+            "pytest-timeout>=2",  # the per-test safety net (pyproject.toml: timeout)
             "hypothesis>=6",
             "websocket-client>=1.0",
             "requests>=2.25",
