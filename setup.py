@@ -41,11 +41,13 @@ setup(
         ]),
     ],
     install_requires=[
+        # The lowest versions `make test-stacks` runs the whole suite on: Ubuntu 22.04's
+        # (tests/stacks/ubuntu-22.04.txt); packaging/debian/control says the same.
         "tornado>=6.1",
-        "python-socketio>=5.0",
-        "python-engineio>=4.0",
-        "configargparse>=1.5",
-        "prometheus-client>=0.9",
+        "python-socketio>=5.0.3",
+        "python-engineio>=4.0.0",
+        "configargparse>=1.5.3",
+        "prometheus-client>=0.9.0",
     ],
     extras_require={
         "test": [

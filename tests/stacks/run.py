@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-STACKS = ROOT / "tests" / "stacks"
+STACKS = Path(os.environ.get("STACKS_DIR") or ROOT / "tests" / "stacks")  # another folder: for tests
 VENVS = ROOT / ".venv-stacks"
 # Built and installed with the system Python: the same on every stack, so run once.
 NOT_PER_STACK = "not deb and not systemd"
