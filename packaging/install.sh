@@ -18,7 +18,10 @@ Installs $NAME into a virtual environment and sets it up as a systemd service.
   --host H        address to listen on, written to /etc/default/$NAME (default 0.0.0.0)
   --port P        TCP port, written to /etc/default/$NAME (default 58090)
   --wheel FILE    install this wheel (default: the source tree around this script)
-  --python PY     the Python that creates the venv (default: python3, 3.8 or later)
+  --python PY     the Python that creates the venv: 3.8 or later, with venv and ensurepip
+                  (default: python3 if it is one, else the newest of python3.19 ...
+                  python3.8 on PATH that is; on Ubuntu 18.04 / JetPack 4, whose python3
+                  is 3.6: sudo apt install python3.8 python3.8-venv)
   --prefix DIR    the virtual environment (default: /opt/$NAME)
   --root DIR      install below DIR instead of / (a scratch root for tests): nothing
                   outside DIR is touched, systemctl is not run, and the venv's scripts
@@ -35,7 +38,7 @@ EOF
 die() { echo "install.sh: error: $*" >&2; exit 2; }
 say() { echo "== $*"; }
 
-host="" port="" wheel="" python="python3" prefix="/opt/$NAME" root=""
+host="" port="" wheel="" python="" prefix="/opt/$NAME" root=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --host) [ $# -ge 2 ] || die "--host needs a value"; host="$2"; shift 2 ;;
@@ -48,6 +51,85 @@ while [ $# -gt 0 ]; do
         *) usage >&2; die "unknown option: $1" ;;
     esac
 done
+
+# --- the Python that creates the venv --------------------------------------------------
+NEWEST_MINOR=19  # python3.19 ... python3.8 are looked for, newest first
+JETPACK4_HINT="On Ubuntu 18.04 (JetPack 4): sudo apt install python3.8 python3.8-venv, then run this script again"
+
+# probe PY: sets py_version ("3.6.9"; empty when PY does not run) and returns 0 when PY
+# is Python 3.8 or later and can create a virtual environment (import venv, ensurepip),
+# 3 when it is older, 4 when it lacks venv or ensurepip (Debian's pythonX.Y-venv), 1 when
+# it does not run. The probe itself runs on any Python, 2.7 included.
+probe() {
+    local status=0
+    py_version=""
+    command -v "$1" >/dev/null 2>&1 || return 1
+    py_version="$("$1" -c '
+import sys
+sys.stdout.write("%d.%d.%d\n" % tuple(sys.version_info[:3]))
+sys.stdout.flush()
+if sys.version_info < (3, 8):
+    sys.exit(3)
+try:
+    import venv, ensurepip
+except ImportError:
+    sys.exit(4)
+' 2>/dev/null)" || status=$?
+    [[ "$py_version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { py_version=""; return 1; }
+    case "$status" in 0|3|4) return "$status" ;; *) return 1 ;; esac
+}
+
+# venv_package 3.10.12 -> python3.10-venv (the Debian/Ubuntu package with venv, ensurepip)
+venv_package() { local v="$1"; echo "python${v%.*}-venv"; }
+
+# find_python: sets $python, or dies with one line saying what to install. An explicit
+# --python is used as given; otherwise python3, else the newest python3.N on PATH.
+find_python() {
+    local status=0 candidate minor why="" novenv="" novenv_version=""
+    if [ -n "$python" ]; then
+        probe "$python" || status=$?
+        case "$status" in
+            0) say "using $python (Python $py_version)"; return ;;
+            3) die "--python $python is Python $py_version; $NAME needs Python 3.8 or newer" \
+                   "(on Ubuntu 18.04 / JetPack 4: sudo apt install python3.8 python3.8-venv, then --python python3.8)" ;;
+            4) die "--python $python (Python $py_version) cannot create a virtual environment: it has no" \
+                   "venv/ensurepip; sudo apt install $(venv_package "$py_version"), then run this script again" ;;
+            *) die "--python $python: no such Python (not found, or it does not run)" ;;
+        esac
+    fi
+    probe python3 || status=$?
+    case "$status" in
+        0) python=python3; say "using python3 (Python $py_version)"; return ;;
+        3) why="python3 is Python $py_version" ;;
+        4) why="python3 (Python $py_version) has no venv/ensurepip"
+           novenv=python3 novenv_version="$py_version" ;;
+        *) why="there is no python3" ;;
+    esac
+    for ((minor = NEWEST_MINOR; minor >= 8; minor--)); do
+        candidate="python3.$minor"
+        status=0
+        probe "$candidate" || status=$?
+        if [ "$status" -eq 0 ]; then
+            python="$candidate"
+            say "using $candidate (Python $py_version): $why"
+            return
+        fi
+        if [ "$status" -eq 4 ] && [ -z "$novenv" ]; then
+            novenv="$candidate" novenv_version="$py_version"
+        fi
+    done
+    if [ -n "$novenv" ]; then
+        local found="$novenv (Python $novenv_version) has no venv/ensurepip"
+        [ "$novenv" = python3 ] || found="$why and $found"
+        die "needs Python 3.8 or newer with venv; $found: sudo apt install" \
+            "$(venv_package "$novenv_version"), then run this script again"
+    fi
+    case "$why" in
+        "python3 is "*) why="python3 here is ${why#python3 is }" ;;
+        *) why="there is no python3 here" ;;
+    esac
+    die "needs Python 3.8 or newer with venv; $why. $JETPACK4_HINT"
+}
 
 # --- checks, before anything is changed ----------------------------------------------
 if [ -n "$host" ] && ! [[ "$host" =~ ^[A-Za-z0-9._:-]+$ ]]; then
@@ -76,8 +158,7 @@ else
     [ -f "$HERE/../setup.py" ] || die "no source tree around $0: give --wheel FILE"
     source_spec="$(cd "$HERE/.." && pwd)"
 fi
-"$python" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 8))' 2>/dev/null \
-    || die "$python cannot create a virtual environment (Python 3.8+ with venv: apt-get install python3-venv)"
+find_python
 if [ -z "$root" ] && dpkg-query -W -f='${Status}' "$NAME" 2>/dev/null | grep -q "ok installed"; then
     die "the $NAME .deb is installed; use it, or remove it first (apt purge $NAME)"
 fi

@@ -68,8 +68,8 @@ def test_lintian_reports_no_errors_or_warnings(deb):
 
 def test_deb_contents(deb, tmp_path):
     depends = deb_field(deb, "Depends")
-    for dep in ["python3-tornado (>= 6.1)", "python3-socketio (>= 5)", "python3-engineio (>= 4)",
-                "python3-configargparse (>= 1.5)"]:
+    for dep in ["python3-tornado (>= 6.1)", "python3-socketio (>= 5.0.3)", "python3-engineio (>= 4.0.0)",
+                "python3-configargparse (>= 1.5.3)", "python3-prometheus-client (>= 0.9.0)"]:
         assert dep in depends
     assert deb_field(deb, "Architecture") == "all" and deb_field(deb, "Version") == __version__
 

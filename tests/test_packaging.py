@@ -244,8 +244,8 @@ def test_debian_control_build_depends_are_installed_by_ci():
 
 def test_debian_control_depends_on_the_distribution_libraries():
     depends = _control_field((DEBIAN / "control").read_text(encoding="utf-8"), "Depends")
-    for dep in ["python3-tornado (>= 6.1)", "python3-socketio (>= 5)", "python3-engineio (>= 4)",
-                "python3-configargparse (>= 1.5)"]:
+    for dep in ["python3-tornado (>= 6.1)", "python3-socketio (>= 5.0.3)", "python3-engineio (>= 4.0.0)",
+                "python3-configargparse (>= 1.5.3)", "python3-prometheus-client (>= 0.9.0)"]:
         assert dep in depends
     assert "debhelper-compat (= 13)" in _control_field((DEBIAN / "control").read_text(encoding="utf-8"),
                                                         "Build-Depends")
@@ -445,9 +445,10 @@ def test_sdist_contains_everything_to_build_and_test(tmp_path):
 # --- install.sh / uninstall.sh into a scratch root ------------------------------------
 
 
-def run_script(name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_script(name: str, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run a packaging script with bash; ``env`` adds to (or replaces in) :func:`clean_env`."""
     return subprocess.run(["bash", str(PACKAGING / name), *args], capture_output=True, text=True,
-                          timeout=timeout, env=clean_env(), stdin=subprocess.DEVNULL)
+                          timeout=timeout, env=clean_env(**env), stdin=subprocess.DEVNULL)
 
 
 def files_under(root: Path) -> List[str]:
@@ -458,6 +459,137 @@ def test_install_refuses_a_bad_port_before_changing_anything(tmp_path):
     result = run_script("install.sh", "--root", str(tmp_path), "--port", "99999", timeout=60)
     assert result.returncode == 2 and "--port: 99999" in result.stderr
     assert files_under(tmp_path) == []
+
+
+# install.sh picks its Python by itself: python3 when it is 3.8+ with venv, else the newest
+# python3.N on PATH that is. These tests give it a PATH whose first folder holds links to
+# pyenv's interpreters under the names it looks for, and a failing stub for every other
+# python3.N, so that this machine's own python3 (3.11) and pyenv's shims are never found.
+
+PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))) / "versions"
+NO_ENSUREPIP = "raise ImportError('No module named ensurepip (Debian: apt install pythonX.Y-venv)')\n"
+
+
+def pyenv_python(version: str) -> Path:
+    """pyenv's newest ``version``.x interpreter; skips (fails with CI=true) when missing."""
+    found = sorted(PYENV_VERSIONS.glob("%s.*/bin/python%s" % (version, version)))
+    require_tool(found, "Python %s (pyenv install %s; looked in %s)" % (version, version, PYENV_VERSIONS))
+    return found[-1]
+
+
+def full_version(python: Path) -> str:
+    return subprocess.run([str(python), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+
+
+def fake_pythons(folder: Path, pythons: Dict[str, Path], no_venv: Tuple[str, ...] = ()) -> str:
+    """Fill ``folder`` with ``{name: interpreter}`` links and return a PATH starting there.
+
+    Every other ``python3`` and ``python3.N`` there is a stub that fails; a name in
+    ``no_venv`` runs its interpreter with an ``ensurepip`` that cannot be imported, as
+    Debian's python3.N without python3.N-venv.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "no-ensurepip").mkdir(exist_ok=True)
+    (folder / "no-ensurepip" / "ensurepip.py").write_text(NO_ENSUREPIP, encoding="utf-8")
+    for name in ["python3"] + ["python3.%d" % minor for minor in range(40)]:
+        path = folder / name
+        if name in no_venv:
+            path.write_text('#!/bin/sh\nPYTHONPATH="%s" exec "%s" "$@"\n' % (folder / "no-ensurepip", pythons[name]),
+                            encoding="utf-8")
+            path.chmod(0o755)
+        elif name in pythons:
+            path.symlink_to(pythons[name])
+        else:
+            path.write_text("#!/bin/sh\necho \"$0: not here\" >&2\nexit 127\n", encoding="utf-8")
+            path.chmod(0o755)
+    return os.pathsep.join([str(folder), clean_env().get("PATH", os.defpath)])
+
+
+def test_fake_pythons_hide_every_real_python3(tmp_path):
+    """The premise of the tests below: on the fake PATH, python3.N is what they say."""
+    path = fake_pythons(tmp_path / "bin", {"python3": pyenv_python("3.6")})
+    for name in ["python3"] + ["python3.%d" % minor for minor in range(8, 40)]:
+        assert shutil.which(name, path=path) == str(tmp_path / "bin" / name), name
+    assert full_version(Path(shutil.which("python3", path=path) or "")).startswith("3.6.")
+
+
+@pytest.mark.slow
+def test_install_picks_python3_8_when_python3_is_3_6(tmp_path):
+    python38, python36 = pyenv_python("3.8"), pyenv_python("3.6")
+    # python3.9 lacks venv (so it is passed over), python3.8 is whole: python3.8 it is.
+    path = fake_pythons(tmp_path / "bin", {"python3": python36, "python3.8": python38,
+                                           "python3.9": pyenv_python("3.9")}, no_venv=("python3.9",))
+    # A wheel that is not one: install.sh creates the venv, then pip fails at once, with no
+    # package index involved (the whole install is test_install_sh_and_uninstall_sh_...).
+    bogus = tmp_path / ("tegrastats_api-%s-py3-none-any.whl" % __version__)
+    bogus.write_bytes(b"not a zip file")
+    root = tmp_path / "root"
+    result = run_script("install.sh", "--root", str(root), "--wheel", str(bogus), timeout=120, PATH=path)
+    assert result.returncode != 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "== using python3.8 (Python %s): python3 is Python %s" % (
+        full_version(python38), full_version(python36)), result.stdout + result.stderr
+    assert lines[1].startswith("== virtual environment %s/opt/tegrastats-api (Python 3.8." % root), lines
+    cfg = (root / "opt" / "tegrastats-api" / "pyvenv.cfg").read_text(encoding="utf-8")
+    assert re.search(r"(?m)^version = %s$" % re.escape(full_version(python38)), cfg), cfg
+    assert not (root / "etc").exists()
+
+
+def test_install_without_python_3_8_says_what_to_install(tmp_path):
+    path = fake_pythons(tmp_path / "bin", {"python3": pyenv_python("3.6")})
+    root = tmp_path / "root"
+    root.mkdir()
+    result = run_script("install.sh", "--root", str(root), timeout=60, PATH=path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("install.sh: error: needs Python 3.8 or newer"), line
+    assert "python3 here is Python %s" % full_version(pyenv_python("3.6")) in line, line
+    assert "apt install python3.8 python3.8-venv" in line, line
+    assert files_under(root) == []
+
+
+def test_install_names_the_venv_package_when_only_that_is_missing(tmp_path):
+    path = fake_pythons(tmp_path / "bin", {"python3": pyenv_python("3.6"), "python3.8": pyenv_python("3.8")},
+                        no_venv=("python3.8",))
+    root = tmp_path / "root"
+    root.mkdir()
+    result = run_script("install.sh", "--root", str(root), timeout=60, PATH=path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "python3.8 (Python 3.8." in line and "no venv" in line, line
+    assert line.endswith("sudo apt install python3.8-venv, then run this script again"), line
+    assert files_under(root) == []
+
+
+@pytest.mark.parametrize("version", ["3.7", "2.7"])
+def test_install_refuses_an_explicit_python_older_than_3_8(tmp_path, version):
+    old = pyenv_python(version)
+    # A usable python3 on PATH changes nothing: --python is used as given.
+    path = fake_pythons(tmp_path / "bin", {"python3": pyenv_python("3.8")})
+    root = tmp_path / "root"
+    root.mkdir()
+    result = run_script("install.sh", "--root", str(root), "--python", str(old), timeout=60, PATH=path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("install.sh: error: --python %s is Python %s;" % (old, full_version(old))), line
+    assert "needs Python 3.8 or newer" in line and "apt install python3.8 python3.8-venv" in line, line
+    assert files_under(root) == []
+
+
+def test_install_refuses_an_explicit_python_without_venv(tmp_path):
+    path = fake_pythons(tmp_path / "bin", {"python3.9": pyenv_python("3.9")}, no_venv=("python3.9",))
+    root = tmp_path / "root"
+    root.mkdir()
+    result = run_script("install.sh", "--root", str(root), "--python", "python3.9", timeout=60, PATH=path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "--python python3.9 (Python 3.9." in line and "apt install python3.9-venv" in line, line
+    result = run_script("install.sh", "--root", str(root), "--python", "python3.99", timeout=60, PATH=path)
+    assert result.returncode == 2 and "--python python3.99: no such Python" in result.stderr, result.stderr
+    assert files_under(root) == []
 
 
 @pytest.mark.slow
