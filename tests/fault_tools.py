@@ -4,7 +4,14 @@ What it holds: :class:`ServerProcess` (``python -m tegrastats_api run`` in a chi
 whose ``/proc`` entries count fds and RSS) and :func:`server_processes` for a fixture, a
 tegrastats wrapper that writes a fault and then execs tests/fake_tegrastats.py
 (:func:`faulty_tegrastats`), and clients on plain sockets that send whatever they are
-told: :class:`RawWebSocket`, :func:`sio_client`, :func:`raw_exchange`.
+told: :class:`RawWebSocket`, :func:`sio_client`, :func:`raw_exchange`; and
+:func:`client_recv`/:func:`client_frame` for websocket-client's connections.
+
+Every wait on a socket here has one overall deadline (an absolute ``time.monotonic()``
+time) that no traffic can extend: a socket timeout alone restarts with every ``recv``, so
+the pings and noops a server keeps sending would let a loop that skips them wait forever.
+Public methods take ``timeout`` (seconds from the call) or ``deadline``; a helper that
+reads several frames computes ONE deadline at entry and passes it down.
 
 What it does not: assert anything about the server.
 """
@@ -28,6 +35,24 @@ ROOT_DIR = os.path.dirname(TESTS_DIR)
 SERVING_RE = re.compile(r"serving on http://127\.0\.0\.1:(\d+) ")
 SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+MIN_WAIT_S = 0.01  # the socket timeout when a deadline is (almost) reached
+
+
+def deadline_after(timeout=WAIT_S, deadline=None):
+    """``deadline`` if given, else ``timeout`` seconds from now (``time.monotonic()``)."""
+    return time.monotonic() + timeout if deadline is None else deadline
+
+
+def recv_by(sock, deadline, size=65536):
+    """``sock.recv(size)``, given up by ``deadline``: raises ``socket.timeout`` once it has
+    passed, whatever arrived before. Leaves the socket's timeout set to what was left."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise socket.timeout("deadline passed")
+    sock.settimeout(max(remaining, MIN_WAIT_S))
+    return sock.recv(size)
 
 
 def wait_until(condition, timeout=WAIT_S, what="condition"):
@@ -182,9 +207,15 @@ def child_pid(tmp_path):
 
 
 class RawWebSocket:
-    """A WebSocket client on a plain socket, able to send anything, frames or not."""
+    """A WebSocket client on a plain socket, able to send anything, frames or not.
+
+    ``timeout`` bounds the connect and the handshake, and is the default of every read
+    (``frame``, ``text``...), counted from that call, pings and all.
+    """
 
     def __init__(self, port, path, rcvbuf=None, timeout=WAIT_S, query=""):
+        deadline = deadline_after(timeout)
+        self.timeout = timeout
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -195,21 +226,35 @@ class RawWebSocket:
             "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, query, port, WS_KEY)
         ).encode("ascii"))
         self.buffer = b""
-        head = self._read_until(b"\r\n\r\n")
+        head = self._read_until(b"\r\n\r\n", deadline)
         self.status = int(head.split(b" ", 2)[1])
 
-    def _read_until(self, marker):
+    def _deadline(self, timeout, deadline):
+        return deadline_after(self.timeout if timeout is None else timeout, deadline)
+
+    def _recv(self, deadline):
+        """One ``recv`` given up by ``deadline`` (``socket.timeout``); then the socket's
+        timeout is ``self.timeout`` again, for sends (also ``self.sock.sendall`` by tests)."""
+        try:
+            return recv_by(self.sock, deadline)
+        finally:
+            try:
+                self.sock.settimeout(self.timeout)
+            except OSError:  # closed meanwhile: the recv's own error says more
+                pass
+
+    def _read_until(self, marker, deadline):
         while marker not in self.buffer:
-            chunk = self.sock.recv(65536)
+            chunk = self._recv(deadline)
             if not chunk:
                 raise ConnectionError("closed before %r" % marker)
             self.buffer += chunk
         head, self.buffer = self.buffer.split(marker, 1)
         return head
 
-    def _read(self, size):
+    def _read(self, size, deadline):
         while len(self.buffer) < size:
-            chunk = self.sock.recv(65536)
+            chunk = self._recv(deadline)
             if not chunk:
                 raise ConnectionError("closed")
             self.buffer += chunk
@@ -229,38 +274,41 @@ class RawWebSocket:
             head = struct.pack("!BBQ", 0x80 | opcode, 0xFF, size)
         self.sock.sendall(head + b"\0\0\0\0" + payload)
 
-    def frame(self):
-        """``(opcode, payload)`` of the next frame; answers pings."""
+    def frame(self, timeout=None, deadline=None):
+        """``(opcode, payload)`` of the next frame; answers pings, which do not extend the
+        wait: ``socket.timeout`` once ``deadline`` (default: ``timeout`` from now) passed."""
+        deadline = self._deadline(timeout, deadline)
         while True:
-            first, second = self._read(2)
+            first, second = self._read(2, deadline)
             size = second & 0x7F
             if size == 126:
-                size = struct.unpack("!H", self._read(2))[0]
+                size = struct.unpack("!H", self._read(2, deadline))[0]
             elif size == 127:
-                size = struct.unpack("!Q", self._read(8))[0]
-            opcode, payload = first & 0x0F, self._read(size)
+                size = struct.unpack("!Q", self._read(8, deadline))[0]
+            opcode, payload = first & 0x0F, self._read(size, deadline)
             if opcode == 0x9:
                 self.send(payload, 0xA)
                 continue
             return opcode, payload
 
-    def text(self):
-        opcode, payload = self.frame()
+    def text(self, timeout=None, deadline=None):
+        opcode, payload = self.frame(timeout, deadline)
         if opcode == 0x8:
             raise ConnectionError("close frame %r" % payload[:2])
         return payload.decode("utf-8")
 
-    def is_closed_by_server(self, timeout=WAIT_S):
-        """True once the server sent a close frame or closed the socket."""
-        self.sock.settimeout(timeout)
+    def is_closed_by_server(self, timeout=WAIT_S, deadline=None):
+        """True once the server sent a close frame or closed the socket; False if neither
+        happened by ``deadline`` (default: ``timeout`` from now), whatever else came."""
+        deadline = deadline_after(timeout, deadline)
         try:
             while True:
-                if self.frame()[0] == 0x8:
+                if self.frame(deadline=deadline)[0] == 0x8:
                     return True
+        except socket.timeout:  # an OSError too (TimeoutError on 3.10+): first
+            return False
         except (ConnectionError, OSError):
             return True
-        except socket.timeout:
-            return False
 
     def close(self, clean=True):
         try:
@@ -271,24 +319,65 @@ class RawWebSocket:
         self.sock.close()
 
 
-def sio_client(port, query=""):
-    """A Socket.IO client over WebSocket, joined to the default namespace."""
-    client = RawWebSocket(port, SIO_PATH, query=query)
+def sio_client(port, query="", timeout=WAIT_S):
+    """A Socket.IO client over WebSocket, joined to the default namespace (all within
+    ``timeout``)."""
+    deadline = deadline_after(timeout)
+    client = RawWebSocket(port, SIO_PATH, query=query, timeout=timeout)
     assert client.status == 101
-    assert client.text().startswith("0{")  # Engine.IO open
+    assert client.text(deadline=deadline).startswith("0{")  # Engine.IO open
     client.send("40")
-    assert client.text().startswith("40")
+    assert client.text(deadline=deadline).startswith("40")
     return client
 
 
-def sio_event(client):
-    """The next ``tegrastats_update`` packet's text."""
+def sio_event(client, timeout=WAIT_S, deadline=None):
+    """The next ``tegrastats_update`` packet's text, answering Engine.IO pings; raises
+    ``socket.timeout`` at ``deadline`` (default: ``timeout`` from now), which the pings,
+    noops and other packets read meanwhile do not extend."""
+    deadline = deadline_after(timeout, deadline)
     while True:
-        text = client.text()
+        text = client.text(deadline=deadline)
         if text == "2":  # Engine.IO ping
             client.send("3")
         elif text.startswith('42["tegrastats_update"'):
             return text
+
+
+def client_frame(ws, timeout=WAIT_S, deadline=None):
+    """``(opcode, data)`` of the next frame of a websocket-client connection, control
+    frames included (websocket-client answers pings itself), by ``deadline`` (default:
+    ``timeout`` from now): ``socket.timeout`` if it has passed, websocket-client's
+    ``WebSocketTimeoutException`` if it passes during the read.
+
+    websocket-client's own ``recv()`` skips pings inside one call, and each restarts its
+    socket timeout: a server pinging more often than that timeout keeps it waiting.
+    """
+    deadline = deadline_after(timeout, deadline)
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise socket.timeout("deadline passed")
+    previous = ws.gettimeout()
+    ws.settimeout(max(remaining, MIN_WAIT_S))
+    try:
+        return ws.recv_data(control_frame=True)
+    finally:
+        ws.settimeout(previous)
+
+
+def client_recv(ws, timeout=WAIT_S, deadline=None):
+    """What websocket-client's ``ws.recv()`` returns (text as str, binary as bytes, "" for
+    a close frame), but given up at ``deadline`` (default: ``timeout`` from now) however
+    many pings and pongs come meanwhile."""
+    deadline = deadline_after(timeout, deadline)
+    while True:
+        opcode, data = client_frame(ws, deadline=deadline)
+        if opcode == 0x1:
+            return data.decode("utf-8") if isinstance(data, bytes) else data
+        if opcode == 0x2:
+            return data
+        if opcode == 0x8:
+            return ""
 
 
 def document_time(text):
@@ -296,17 +385,19 @@ def document_time(text):
 
 
 def raw_exchange(port, data, timeout=WAIT_S):
-    """Send ``data`` (as much as the server takes) and return all it answers before closing."""
+    """Send ``data`` (as much as the server takes) and return all it answers before closing;
+    ``socket.timeout`` if it does not close within ``timeout`` (in all, not per read)."""
+    deadline = deadline_after(timeout)
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         try:
-            sock.sendall(data)
+            sock.sendall(data)  # the timeout bounds a whole sendall (Python 3.5+)
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused part way: what it answered is still to be read
         answer = b""
         while True:
             try:
-                chunk = sock.recv(65536)
+                chunk = recv_by(sock, deadline)
             except ConnectionResetError:
                 break
             if not chunk:

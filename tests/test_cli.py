@@ -285,6 +285,8 @@ def test_test_command_reports_a_wrong_token(live_server):
     assert next(r for r in rows if r.startswith("health ")).split()[1] == "PASS"  # health is open
     status = next(r for r in rows if r.startswith("status "))
     assert "FAIL" in status and "401" in status
+    sio = next(r for r in rows if r.startswith("socket.io "))  # the server's reason, on every stack
+    assert " FAIL " in sio and "connect refused: missing or invalid token" in sio, sio
 
 
 def test_test_command_reports_a_closed_port():

@@ -40,14 +40,27 @@ TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 
 
 class Wire:
-    """One TCP connection with a read buffer, counting the bytes each way."""
+    """One TCP connection with a read buffer, counting the bytes each way.
 
-    def __init__(self, port: int) -> None:
+    Every read has one overall deadline (an absolute ``time.monotonic()`` time; default
+    ``timeout`` from the call) that the pings and noops read meanwhile cannot extend:
+    ``socket.timeout`` once it has passed. A helper that reads several frames computes
+    one deadline and passes it down.
+    """
+
+    def __init__(self, port: int, timeout: float = TIMEOUT_S) -> None:
         self.host = "127.0.0.1:%d" % port
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
+        self.timeout = timeout
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
         self.sent = 0
         self.received = 0
+
+    def deadline(self, deadline: Optional[float] = None, timeout: Optional[float] = None) -> float:
+        """``deadline`` if given, else ``timeout`` (default: the wire's) from now."""
+        if deadline is not None:
+            return deadline
+        return time.monotonic() + (self.timeout if timeout is None else timeout)
 
     def close(self) -> None:
         self.sock.close()
@@ -56,38 +69,48 @@ class Wire:
         self.sock.sendall(data)
         self.sent += len(data)
 
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
+    def _fill(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("deadline passed")
+        self.sock.settimeout(max(remaining, 0.01))
+        try:
+            chunk = self.sock.recv(65536)
+        finally:
+            self.sock.settimeout(self.timeout)  # for sends
         if not chunk:
             raise EOFError("the server closed the connection")
         self.received += len(chunk)
         self.buf += chunk
 
-    def read_until(self, marker: bytes) -> bytes:
+    def read_until(self, marker: bytes, deadline: Optional[float] = None) -> bytes:
+        deadline = self.deadline(deadline)
         while marker not in self.buf:
-            self._fill()
+            self._fill(deadline)
         end = self.buf.index(marker) + len(marker)
         out, self.buf = self.buf[:end], self.buf[end:]
         return out
 
-    def read_exact(self, size: int) -> bytes:
+    def read_exact(self, size: int, deadline: Optional[float] = None) -> bytes:
+        deadline = self.deadline(deadline)
         while len(self.buf) < size:
-            self._fill()
+            self._fill(deadline)
         out, self.buf = self.buf[:size], self.buf[size:]
         return out
 
-    def read_to_close(self) -> bytes:
+    def read_to_close(self, deadline: Optional[float] = None) -> bytes:
+        deadline = self.deadline(deadline)
         try:
             while True:
-                self._fill()
+                self._fill(deadline)
         except EOFError:
             pass
         out, self.buf = self.buf, b""
         return out
 
-    def response_head(self) -> Tuple[int, Dict[str, str], bytes]:
+    def response_head(self, deadline: Optional[float] = None) -> Tuple[int, Dict[str, str], bytes]:
         """(status, headers with lowercase names, the raw head) of an HTTP response."""
-        head = self.read_until(b"\r\n\r\n")
+        head = self.read_until(b"\r\n\r\n", deadline)
         lines = head.decode("latin-1").split("\r\n")
         headers = {}
         for line in lines[1:]:
@@ -109,21 +132,23 @@ class Wire:
             header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
         self.send(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
 
-    def ws_recv(self) -> Tuple[int, bytes, int]:
+    def ws_recv(self, deadline: Optional[float] = None) -> Tuple[int, bytes, int]:
         """(opcode, payload, bytes on the wire) of the next text/close frame.
 
-        Ping frames are answered with a pong, as the library does, and skipped.
+        Ping frames are answered with a pong, as the library does, and skipped; they do
+        not extend the wait (``deadline``, default: the wire's timeout from now).
         """
+        deadline = self.deadline(deadline)
         while True:
-            first, second = self.read_exact(2)
+            first, second = self.read_exact(2, deadline)
             assert second & 0x80 == 0, "a server frame must not be masked"
             assert first & 0x80, "unexpected fragmented frame"
             size, wire_size = second & 0x7F, 2
             if size == 126:
-                size, wire_size = struct.unpack("!H", self.read_exact(2))[0], 4
+                size, wire_size = struct.unpack("!H", self.read_exact(2, deadline))[0], 4
             elif size == 127:
-                size, wire_size = struct.unpack("!Q", self.read_exact(8))[0], 10
-            payload = self.read_exact(size)
+                size, wire_size = struct.unpack("!Q", self.read_exact(8, deadline))[0], 10
+            payload = self.read_exact(size, deadline)
             opcode = first & 0x0F
             if opcode == PING:
                 self.ws_send(payload, PONG)
@@ -138,7 +163,8 @@ def accept_key(key: str) -> str:
 
 
 def arduino_ws_handshake(wire: Wire, url: str, origin: Optional[str] = "file://",
-                         authorization: Optional[str] = None) -> Tuple[int, Dict[str, str], str]:
+                         authorization: Optional[str] = None,
+                         deadline: Optional[float] = None) -> Tuple[int, Dict[str, str], str]:
     """WebSocketsClient::sendHeader(): the upgrade request arduinoWebSockets writes.
 
     ``origin`` is its default extra header (``Origin: file://``); None is what
@@ -162,7 +188,7 @@ def arduino_ws_handshake(wire: Wire, url: str, origin: Optional[str] = "file://"
         request += "Authorization: %s\r\n" % authorization
     request += "\r\n"
     wire.send(request.encode("ascii"))
-    status, headers, _ = wire.response_head()
+    status, headers, _ = wire.response_head(deadline)
     return status, headers, key
 
 
@@ -183,7 +209,7 @@ def wait_for_data(port: int) -> None:
         wire = Wire(port)
         try:
             wire.send(b"GET /api/health HTTP/1.0\r\n\r\n")
-            if b" 200 " in wire.read_to_close()[:20]:
+            if b" 200 " in wire.read_to_close(max(deadline, time.monotonic() + 0.5))[:20]:
                 return
         finally:
             wire.close()
@@ -221,9 +247,10 @@ def locked() -> Iterator[TegrastatsServer]:
 def http10_get(port: int, request: str) -> Tuple[int, Dict[str, str], bytes, bytes]:
     wire = Wire(port)
     try:
+        deadline = wire.deadline()
         wire.send(request.encode("ascii"))
-        status, headers, head = wire.response_head()
-        body = wire.read_to_close()  # HTTP/1.0: the server closes after the body
+        status, headers, head = wire.response_head(deadline)
+        body = wire.read_to_close(deadline)  # HTTP/1.0: the server closes after the body
     finally:
         wire.close()
     return status, headers, head, body
@@ -263,9 +290,10 @@ def read_filtered_frames(port: int, url: str, origin: Optional[str], count: int 
     try:
         status, headers, key = arduino_ws_handshake(wire, url, origin, authorization)
         assert_upgraded(status, headers, key)
+        deadline = wire.deadline()  # for all the frames: one a second at the slowest
         docs = []
         for _ in range(count):
-            opcode, payload, wire_size = wire.ws_recv()
+            opcode, payload, wire_size = wire.ws_recv(deadline)
             assert opcode == TEXT
             assert wire_size < 160, "a fields= frame should stay small (%d bytes)" % wire_size
             docs.append(json.loads(payload))
@@ -346,43 +374,52 @@ def arduino_socketio_connect(wire: Wire, url: str = "/socket.io/?EIO=4") -> dict
     """SocketIOclient::begin(host, port, url): polling handshake, upgrade, probe, namespace.
 
     Returns the Engine.IO open packet. Leaves the connection after the ``40`` CONNECT reply.
+    All of it within twice the wire's timeout (five exchanges).
     """
+    deadline = wire.deadline(timeout=2 * wire.timeout)
     # 1. No session id yet: a polling GET on a keep-alive connection (WebSocketsClient::sendHeader).
     wire.send(("GET %s&transport=polling HTTP/1.1\r\nHost: %s\r\nConnection: keep-alive\r\n"
                "Origin: file://\r\nUser-Agent: arduino-WebSocket-Client\r\n\r\n" % (url, wire.host)).encode())
-    status, headers, _ = wire.response_head()
+    status, headers, _ = wire.response_head(deadline)
     assert status == 200, status
-    body = wire.read_exact(int(headers["content-length"])).decode()
+    body = wire.read_exact(int(headers["content-length"]), deadline).decode()
     assert '"sid":"' in body  # the library searches the body (at most 256 bytes) for this
     assert len(body) <= 256
     opened = eio_open_packet(body.split("\x1e")[0], upgrades=("websocket",))
     # 2. The WebSocket upgrade with that sid, on the same connection.
-    status, headers, key = arduino_ws_handshake(wire, "%s&transport=websocket&sid=%s" % (url, opened["sid"]))
+    status, headers, key = arduino_ws_handshake(wire, "%s&transport=websocket&sid=%s" % (url, opened["sid"]),
+                                                deadline=deadline)
     assert_upgraded(status, headers, key)
     # 3. WStype_CONNECTED: the library sends "2probe" and "5"; the sketch joins "/".
     wire.ws_send(b"2probe")
     wire.ws_send(b"5")
-    assert socketio_text(wire) == "3probe"
+    assert socketio_text(wire, deadline) == "3probe"
     wire.ws_send(b"40/")
-    reply = socketio_text(wire)
+    reply = socketio_text(wire, deadline)
     assert reply.startswith("40{") and json.loads(reply[2:])["sid"], reply
     return opened
 
 
-def socketio_text(wire: Wire) -> str:
-    """The next Engine.IO packet that is not a noop; pings are not answered here."""
+def socketio_text(wire: Wire, deadline: Optional[float] = None) -> str:
+    """The next Engine.IO packet that is not a noop; pings are not answered here. Noops
+    do not extend the wait: ``socket.timeout`` at ``deadline`` (default: the wire's timeout
+    from now)."""
+    deadline = wire.deadline(deadline)
     while True:
-        opcode, payload, _ = wire.ws_recv()
+        opcode, payload, _ = wire.ws_recv(deadline)
         assert opcode == TEXT, (opcode, payload)
         text = payload.decode()
         if text != "6":
             return text
 
 
-def next_update(wire: Wire) -> Tuple[dict, int]:
-    """The next ``tegrastats_update`` document and its frame size, answering pings."""
+def next_update(wire: Wire, deadline: Optional[float] = None) -> Tuple[dict, int]:
+    """The next ``tegrastats_update`` document and its frame size, answering pings. Pings
+    and noops do not extend the wait: ``socket.timeout`` at ``deadline`` (default: the
+    wire's timeout from now)."""
+    deadline = wire.deadline(deadline)
     while True:
-        opcode, payload, wire_size = wire.ws_recv()
+        opcode, payload, wire_size = wire.ws_recv(deadline)
         assert opcode == TEXT, (opcode, payload)
         text = payload.decode()
         if text == "2":
@@ -428,8 +465,9 @@ def test_socketio_eio3_is_refused(server):
     try:
         wire.send(("GET /socket.io/?EIO=3&transport=polling HTTP/1.1\r\nHost: %s\r\n"
                    "Connection: keep-alive\r\nOrigin: file://\r\n\r\n" % wire.host).encode())
-        status, headers, _ = wire.response_head()
-        body = wire.read_exact(int(headers.get("content-length", "0")))
+        deadline = wire.deadline()
+        status, headers, _ = wire.response_head(deadline)
+        body = wire.read_exact(int(headers.get("content-length", "0")), deadline)
     finally:
         wire.close()
     assert status == 400 and b'"sid"' not in body
@@ -466,10 +504,10 @@ def test_socketio_answering_pings_keeps_the_connection(fast_ping_server):
         interval_s = opened["pingInterval"] / 1000.0
         patience_s = interval_s + opened["pingTimeout"] / 1000.0
         pings, updates_after_ping = 0, 0
-        wire.sock.settimeout(patience_s + TIMEOUT_S)
         deadline = time.monotonic() + patience_s + interval_s + 0.5  # past one whole ping timeout
+        hard_deadline = deadline + TIMEOUT_S  # for the last read, which starts before `deadline`
         while time.monotonic() < deadline:
-            opcode, payload, _ = wire.ws_recv()
+            opcode, payload, _ = wire.ws_recv(hard_deadline)
             assert opcode == TEXT, "the server closed the connection (%r)" % payload
             text = payload.decode()
             if text == "2":
@@ -489,14 +527,15 @@ def test_socketio_unanswered_pings_end_the_connection(fast_ping_server):
     try:
         opened = arduino_socketio_connect(wire)
         patience_s = (opened["pingInterval"] + opened["pingTimeout"]) / 1000.0
-        # Events come every 0.2 s: 1.5 s of silence means the server dropped the session
-        # (python-engineio 4.3 stops sending without closing the connection; newer ones close it).
-        wire.sock.settimeout(1.5)
+        # Events come every 0.2 s: 1.5 s without a text frame means the server dropped the
+        # session (python-engineio 4.3 stops sending without closing the connection; newer
+        # ones close it). WebSocket pings do not count: ws_recv skips them within its deadline.
         deadline = time.monotonic() + patience_s + TIMEOUT_S
         dropped = False
         while time.monotonic() < deadline and not dropped:
             try:
-                opcode, payload, _ = wire.ws_recv()  # "2" pings are read and deliberately ignored
+                # "2" pings are read and deliberately ignored
+                opcode, payload, _ = wire.ws_recv(time.monotonic() + 1.5)
             except (EOFError, ConnectionResetError, socket.timeout):
                 dropped = True
             else:

@@ -20,11 +20,11 @@ import sys
 
 import pytest
 import requests
-import socketio
 import websocket
 
 from conftest import FAKE_TEGRASTATS, TESTS_DIR
-from fault_tools import wait_until
+from fault_tools import client_frame, client_recv, deadline_after, wait_until
+from test_socketio import PyClient
 from tegrastats_api.app import ListenError, Server
 from tegrastats_api.config import Config
 from tegrastats_api.plan import SourcePlan
@@ -140,23 +140,23 @@ def test_serves_the_child_and_counts_garbage_not_stderr(server_process):
 def test_rest_ws_and_socketio_carry_the_same_document(server_process):
     server = server_process()
     wait_until(lambda: server.get("/api/status").status_code == 200)
-    frames, events = [], []
+    frames = []
     ws = websocket.create_connection(server.url.replace("http", "ws") + "/ws", timeout=WAIT_S)
-    sio = socketio.Client(reconnection=False)
-    sio.on("tegrastats_update", events.append)
-    sio.connect(server.url, transports=["websocket"], wait_timeout=WAIT_S)
+    sio = PyClient().connect(server.url, ["websocket"])
     try:
-        frames.append(json.loads(ws.recv()))
+        frames.append(json.loads(client_recv(ws, WAIT_S)))
         rest = server.get("/api/status").json()
+        deadline = deadline_after(WAIT_S)  # for all nine: pings do not extend it
         while len(frames) < 10:
-            frames.append(json.loads(ws.recv()))
-        wait_until(lambda: len(events) >= 10, what="Socket.IO events")
+            frames.append(json.loads(client_recv(ws, deadline=deadline)))
+        wait_until(lambda: sio.updates.qsize() >= 10, what="Socket.IO events")
+        events = [sio.updates.get_nowait() for _ in range(sio.updates.qsize())]
         assert rest in frames, "REST document not pushed on /ws"
         assert rest in events, "REST document not pushed on Socket.IO"
         assert server.health()["connected_clients"] == 2
     finally:
         ws.close()
-        sio.disconnect()
+        sio.close()
 
 
 def test_kill_9_of_the_child_is_healed(server_process):
@@ -177,7 +177,7 @@ def test_signal_stops_cleanly_with_no_child_left(server_process, signum):
     server = server_process()
     wait_until(lambda: server.get("/api/health").status_code == 200)
     ws = websocket.create_connection(server.url.replace("http", "ws") + "/ws", timeout=WAIT_S)
-    ws.recv()
+    client_recv(ws, WAIT_S)
     child = server.child_pid()
     assert server.stop(signum) == 0
     assert not _alive(child)
@@ -185,10 +185,11 @@ def test_signal_stops_cleanly_with_no_child_left(server_process, signum):
     assert "Traceback" not in server.log()
 
 
-def _close_code(ws):
-    """Read frames up to the close frame; its status code."""
+def _close_code(ws, timeout=WAIT_S):
+    """Read frames up to the close frame, within ``timeout`` in all; its status code."""
+    deadline = deadline_after(timeout)
     while True:
-        opcode, data = ws.recv_data(control_frame=True)
+        opcode, data = client_frame(ws, deadline=deadline)
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             return struct.unpack("!H", data[:2])[0]
 

@@ -8,6 +8,7 @@ import urllib.request
 import pytest
 import websocket  # websocket-client
 
+from fault_tools import client_recv  # ws.recv() under one deadline, pings or not
 from tegrastats_api.fields import parse_fields, select
 from tegrastats_api.summary import summarize
 
@@ -67,11 +68,11 @@ def test_ws_fields_frames_are_filtered_and_shared(server, transport_lines):
     second = websocket.create_connection(url, timeout=5)
     try:
         paths = parse_fields("cpu.usage,memory.ram.used")
-        assert json.loads(first.recv()) == select(server.hub.latest_document, paths)
-        second.recv()
+        assert json.loads(client_recv(first, 5)) == select(server.hub.latest_document, paths)
+        client_recv(second, 5)
         server.feed(transport_lines[2])
-        frame = first.recv()
-        assert second.recv() == frame
+        frame = client_recv(first, 5)
+        assert client_recv(second, 5) == frame
         assert json.loads(frame) == select(server.hub.latest_document, paths)
         assert set(json.loads(frame)) == {"timestamp", "cpu", "memory"}
         # one encoding of this view for every client that asked for it
@@ -93,9 +94,9 @@ def test_ws_unknown_field_is_refused_before_the_upgrade(server):
 def test_ws_without_fields_still_gets_whole_documents(server, transport_lines):
     conn = websocket.create_connection(server.url.replace("http", "ws") + "/ws", timeout=5)
     try:
-        assert json.loads(conn.recv())["schema"] == 1
+        assert json.loads(client_recv(conn, 5))["schema"] == 1
         server.feed(transport_lines[3])
-        assert conn.recv().encode() == server.hub.latest_json
+        assert client_recv(conn, 5).encode() == server.hub.latest_json
     finally:
         conn.close()
 

@@ -8,11 +8,13 @@ with upgrade, and must receive ``tegrastats_update`` with the same document as
 from __future__ import annotations
 
 import json
+import inspect
 import os
 import queue
 import shutil
 import subprocess
 import threading
+import time
 
 import pytest
 import requests
@@ -20,6 +22,7 @@ import socketio
 import websocket
 
 from conftest import TESTS_DIR, require_tool
+from fault_tools import SIO_PATH, RawWebSocket, client_recv, deadline_after, wait_until
 from tegrastats_api.sio import MAX_BACKLOG
 
 WAIT_S = 5
@@ -32,6 +35,14 @@ def rest_status(server, **kwargs):
     response = requests.get(server.url + "/api/status", timeout=WAIT_S, **kwargs)
     assert response.status_code == 200
     return response.json()
+
+
+# The stack's own python-socketio is the client too. Before 5.1 (Ubuntu 22.04's 5.0.3) its
+# connect() has no ``auth`` or ``wait_timeout`` and returns before the namespace is
+# accepted or refused; PyClient waits for that itself, and the auth object is checked with
+# a raw Socket.IO client (raw_connect) and socket.io-client on every stack.
+CONNECT_PARAMS = inspect.signature(socketio.Client.connect).parameters
+CLIENT_HAS_AUTH = "auth" in CONNECT_PARAMS
 
 
 class PyClient:
@@ -47,7 +58,16 @@ class PyClient:
         self.sio.on("disconnect", lambda *args: self.disconnected.set())
 
     def connect(self, url, transports=None, wait_timeout=WAIT_S, **kwargs):
-        self.sio.connect(url, transports=transports, wait_timeout=wait_timeout, **kwargs)
+        if "wait_timeout" in CONNECT_PARAMS:
+            self.sio.connect(url, transports=transports, wait_timeout=wait_timeout, **kwargs)
+            return self
+        self.sio.connect(url, transports=transports, **kwargs)
+        try:
+            wait_until(lambda: self.errors or "/" in self.sio.namespaces, timeout=wait_timeout)
+        except AssertionError:
+            raise socketio.exceptions.ConnectionError("no answer to the namespace connect") from None
+        if self.errors:
+            raise socketio.exceptions.ConnectionError(self.errors[0])
         return self
 
     def next_update(self):
@@ -103,7 +123,7 @@ def test_cap_is_shared_with_ws_and_names_the_limit(live_server, py_client, trans
     first.next_update()
     ws = websocket.create_connection(server.url.replace("http", "ws") + "/ws", timeout=WAIT_S)
     try:
-        ws.recv()
+        client_recv(ws, WAIT_S)
         assert server.limiter.count == 2
         message = refused_message(py_client(), server.url, ["websocket"])
         assert message == "too many connections (limit 2)"
@@ -112,7 +132,7 @@ def test_cap_is_shared_with_ws_and_names_the_limit(live_server, py_client, trans
         assert refused.value.status_code == 503
         server.feed(transport_lines[1])  # the connected clients are untouched
         assert first.next_update() == server.hub.latest_document
-        assert json.loads(ws.recv()) == server.hub.latest_document
+        assert json.loads(client_recv(ws, WAIT_S)) == server.hub.latest_document
     finally:
         ws.close()
 
@@ -149,17 +169,50 @@ def test_server_stop_disconnects_clients(live_server, py_client, transport_lines
     assert client.disconnected.wait(WAIT_S)
 
 
+def raw_connect(port, auth=None):
+    """A Socket.IO connect on a raw WebSocket; the server's answer to it (``40{...}`` or ``44{...}``)."""
+    deadline = deadline_after(2 * WAIT_S)  # for the whole exchange: pings do not extend it
+    client = RawWebSocket(port, SIO_PATH)
+    try:
+        assert client.status == 101 and client.text(deadline=deadline).startswith("0{")  # Engine.IO open
+        client.send("40" + ("" if auth is None else json.dumps(auth)))
+        while True:
+            answer = client.text(deadline=deadline)
+            if answer.startswith("4"):
+                return answer
+            client.send("3")  # answer Engine.IO pings
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("auth, accepted", [
+    ({"token": "s3cret"}, True), ({"token": "bad"}, False), ({"token": 1}, False), ({}, False),
+    (None, False), ({"token": "s3cret", "more": [1]}, True),
+])
+def test_auth_object_on_the_wire(live_server, transport_lines, auth, accepted):
+    """The auth object of the CONNECT packet, on every stack (python-socketio 5.0 drops it;
+    tegrastats_api.compat keeps it); a refusal carries ``{"message": ...}`` on every stack."""
+    server = live_server(transport_lines[:1], auth_token="s3cret")
+    answer = raw_connect(server.server.port, auth)
+    if accepted:
+        assert answer.startswith("40{") and json.loads(answer[2:])["sid"], answer
+    else:
+        assert answer.startswith("44") and json.loads(answer[2:]) == {"message": "missing or invalid token"}
+
+
 def test_auth(live_server, py_client, transport_lines):
     server = live_server(transport_lines[:1], auth_token="s3cret")
     assert refused_message(py_client(), server.url, ["websocket"]) == "missing or invalid token"
-    assert refused_message(py_client(), server.url, ["websocket"], auth={"token": "bad"}) == \
-        "missing or invalid token"
     good = rest_status(server, headers={"Authorization": "Bearer s3cret"})
-    for kwargs, url, transports in [
-        ({"auth": {"token": "s3cret"}}, server.url, ["websocket"]),
+    cases = [
         ({"headers": {"Authorization": "Bearer s3cret"}}, server.url, ["polling"]),
         ({}, server.url + "?token=s3cret", ["websocket"]),
-    ]:
+    ]
+    if CLIENT_HAS_AUTH:
+        assert refused_message(py_client(), server.url, ["websocket"], auth={"token": "bad"}) == \
+            "missing or invalid token"
+        cases.append(({"auth": {"token": "s3cret"}}, server.url, ["websocket"]))
+    for kwargs, url, transports in cases:
         client = py_client().connect(url, transports, **kwargs)
         assert client.next_update() == good
         client.close()
@@ -203,7 +256,7 @@ def test_origins_over_websocket(live_server, transport_lines, origin, allowed):
         return
     ws = websocket.create_connection(url, timeout=WAIT_S, **options)
     try:
-        assert ws.recv().startswith("0{")  # the Engine.IO open packet
+        assert client_recv(ws, WAIT_S).startswith("0{")  # the Engine.IO open packet
     finally:
         ws.close()
 
@@ -217,15 +270,6 @@ def test_websocket_compression_is_off(live_server, transport_lines):
         assert "sec-websocket-extensions" not in {k.lower() for k in ws.getheaders()}
     finally:
         ws.close()
-
-
-def wait_until(condition, timeout=WAIT_S):
-    event = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if condition():
-            return True
-        event.wait(0.02)
-    raise AssertionError("condition not met in %s s" % timeout)
 
 
 # --- the JavaScript client ------------------------------------------------------------
@@ -265,9 +309,14 @@ class NodeClient:
         self.lines.put({"event": "eof"})
 
     def next(self, event=None):
-        """The next line (of type ``event`` if given)."""
+        """The next line (of type ``event`` if given), within 3 * WAIT_S (node's start
+        included) however many other lines come meanwhile; ``queue.Empty`` then."""
+        deadline = deadline_after(3 * WAIT_S)
         while True:
-            item = self.lines.get(timeout=WAIT_S)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise queue.Empty("no %s line in %s s" % (event or "", 3 * WAIT_S))
+            item = self.lines.get(timeout=remaining)
             self.seen.append(item)
             if event is None or item["event"] in (event, "eof", "timeout", "connect_error"):
                 return item
@@ -318,7 +367,7 @@ def test_node_client_cap_and_auth(live_server, node_client, py_client, transport
     assert good.next("tegrastats_update")["data"] == server.hub.latest_document
     assert good.wait() == 0
     wait_until(lambda: server.limiter.count == 0)
-    py_client().connect(server.url, ["websocket"], auth={"token": "s3cret"}).next_update()
+    py_client().connect(server.url + "?token=s3cret", ["websocket"]).next_update()
     over = node_client(server.url, "--token", "s3cret")
     assert over.next("connect_error")["message"] == "too many connections (limit 1)"
     assert over.wait() == 2
