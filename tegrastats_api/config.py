@@ -16,7 +16,11 @@ all of it, on every version.
 from __future__ import annotations
 
 import argparse
+import io
+import ipaddress
 import os
+import re
+import stat
 from dataclasses import dataclass, fields
 from typing import IO, Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
@@ -26,11 +30,17 @@ DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 58090
 DEFAULT_BOARD = "agx-orin"
 DEFAULT_CONFIG_FILE = "/etc/tegrastats-api/tegrastats-api.conf"
+CONFIG_FILE_LIMIT = 1024 * 1024  # bytes: a settings file holds a few hundred
+REPLAY_FILE_LIMIT = 64 * 1024 * 1024  # bytes: two days of tegrastats lines at 1 s
 ENV_PREFIX = "TEGRASTATS_API_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 COMMANDS = ("run", "test", "monitor", "config")
 _SIMULATE_DEFAULT = ("", "1", "true", "yes", "on")
 _SIMULATE_OFF = ("0", "false", "no", "off", "none")
+# --update-interval bounds, in seconds. tegrastats computes CPU loads from /proc/stat, which
+# counts in USER_HZ ticks (100 a second): below 10 ms a sample cannot measure a load at all.
+MIN_UPDATE_INTERVAL_S = 0.01
+MAX_UPDATE_INTERVAL_S = 3600.0
 
 
 class ConfigError(ValueError):
@@ -139,8 +149,10 @@ class Config:
 def _validate(config: Config) -> None:
     if not isinstance(config.port, int) or not 0 <= config.port <= 65535:
         raise ConfigError("--port: %r is not a TCP port (0-65535)" % (config.port,))
-    if not config.update_interval > 0 or config.update_interval > 3600:
-        raise ConfigError("--update-interval: %r must be above 0 and at most 3600 seconds" % (config.update_interval,))
+    if not MIN_UPDATE_INTERVAL_S <= config.update_interval <= MAX_UPDATE_INTERVAL_S:
+        raise ConfigError("--update-interval: %r must be between %g and %g seconds (below 10 ms tegrastats cannot "
+                          "measure CPU load: /proc/stat counts in 10 ms ticks)"
+                          % (config.update_interval, MIN_UPDATE_INTERVAL_S, MAX_UPDATE_INTERVAL_S))
     if config.log_level not in LOG_LEVELS:
         raise ConfigError("--log-level: %r is not one of %s" % (config.log_level, ", ".join(LOG_LEVELS)))
     if config.max_connections < 1:
@@ -149,8 +161,15 @@ def _validate(config: Config) -> None:
         raise ConfigError("--history-size: %r must be at least 1" % (config.history_size,))
     if not config.host:
         raise ConfigError("--host: must not be empty")
+    if not host_valid(config.host):
+        raise ConfigError("--host: %r is not an IP address or host name" % (config.host,))
     if config.simulate is not None and config.replay is not None:
         raise ConfigError("--simulate and --replay: choose one source")
+    if config.auth_token is not None:
+        try:
+            str(config.auth_token).encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8 in argv or the environment
+            raise ConfigError("--auth-token: not UTF-8 text (clients send the token as UTF-8)") from None
 
 
 def check_files(config: Config) -> None:
@@ -171,6 +190,89 @@ def check_files(config: Config) -> None:
 
 def _reason(err: BaseException) -> str:
     return err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+
+
+# --- files named by the user -----------------------------------------------------------
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _size_text(size: int) -> str:
+    return "%d MiB" % (size >> 20) if size and size % (1 << 20) == 0 else "%d bytes" % size
+
+
+_HOST_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+
+
+def host_valid(host: str) -> bool:
+    """True for an IPv4/IPv6 address or a host name of RFC 1123 labels (``999.1.1.1``,
+    ``bad..host`` and non-ASCII names are not: they would fail only when the server binds)."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 scope (fe80::1%eth0) is allowed
+        return True
+    except ValueError:
+        pass
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(host) > 253 or labels[-1].isdigit():  # all-digit last label: a mistyped IPv4 address
+        return False
+    return all(_HOST_LABEL_RE.match(label) for label in labels)
+
+
+def _check_regular(mode: int, size: int, limit: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+        raise ValueError("%s, not a regular file" % kind)
+    if size > limit:
+        raise ValueError("%s, more than the limit of %s" % (_size_text(size), _size_text(limit)))
+
+
+def _is_devnull(st: os.stat_result) -> bool:
+    if not stat.S_ISCHR(st.st_mode):
+        return False
+    try:
+        return st.st_rdev == os.stat(os.devnull).st_rdev
+    except OSError:
+        return False
+
+
+def read_text_file(path: str, limit: int) -> str:
+    """The UTF-8 text of the regular file ``path``, of at most ``limit`` bytes (``/dev/null``:
+    empty).
+
+    Never blocks and never reads more than ``limit`` bytes and one: a directory, FIFO,
+    device or socket is refused before it is opened (and again, by its descriptor, after a
+    non-blocking open), a bigger file by its size, one that grows meanwhile as it is read.
+    Raises OSError when it cannot be opened or read, and ValueError (one line: what is
+    wrong) when it is not a regular file, too big or not UTF-8.
+    """
+    st = os.stat(path)
+    if _is_devnull(st):  # ``--config /dev/null``: no config file (not even the default)
+        return ""
+    _check_regular(st.st_mode, st.st_size, limit)
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        _check_regular(st.st_mode, st.st_size, limit)
+        chunks: List[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ValueError("more than the limit of %s" % _size_text(limit))
+    data = b"".join(chunks)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError("not UTF-8 text (byte 0x%02x at offset %d)" % (data[err.start], err.start)) from None
 
 
 # --- the command line -------------------------------------------------------------
@@ -276,27 +378,28 @@ def _flag_value(argv: Sequence[str], flag: str) -> Optional[str]:
     return None
 
 
-def _config_file(argv: Sequence[str], environ: Mapping[str, str]) -> Tuple[Optional[str], str]:
-    """The config file to read and where its name came from; raises if it can't be read."""
+def _config_file(argv: Sequence[str], environ: Mapping[str, str]) -> Tuple[Optional[str], str, str]:
+    """The config file to read, where its name came from and its text (read once, here:
+    a regular file of at most CONFIG_FILE_LIMIT bytes); raises ConfigError if it can't be read."""
     path, source = _flag_value(argv, "--config"), "flag"
     if path is None and environ.get(SETTING_BY_NAME["config"].env):
         path, source = environ[SETTING_BY_NAME["config"].env], "env " + SETTING_BY_NAME["config"].env
     if path is None:
-        return (DEFAULT_CONFIG_FILE, "default") if os.path.exists(DEFAULT_CONFIG_FILE) else (None, "default")
+        if not os.path.exists(DEFAULT_CONFIG_FILE):
+            return None, "default", ""
+        path, source = DEFAULT_CONFIG_FILE, "default"
     try:
-        with open(path, encoding="utf-8") as stream:
-            stream.read()
-    except (OSError, UnicodeDecodeError) as err:
+        text = read_text_file(path, CONFIG_FILE_LIMIT)
+    except (OSError, ValueError) as err:
         raise ConfigError("--config: cannot read %s: %s" % (path, _reason(err))) from None
-    return path, source
+    return path, source, text
 
 
-def _file_keys(path: str) -> Dict[str, Any]:
-    with open(path, encoding="utf-8") as stream:
-        try:
-            items = _KeyNormalisingConfigFile().parse(stream)
-        except configargparse.ConfigFileParserException as err:
-            raise ConfigError("--config: %s: %s" % (path, err)) from None
+def _file_keys(path: str, text: str) -> Dict[str, Any]:
+    try:
+        items = _KeyNormalisingConfigFile().parse(io.StringIO(text))
+    except configargparse.ConfigFileParserException as err:
+        raise ConfigError("--config: %s: %s" % (path, err)) from None
     known = {s.name.replace("_", "-") for s in SETTINGS if s.name != "config"}
     for key in items:
         if key not in known:
@@ -330,10 +433,12 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
     command, rest = split_command(argv)
     if command is None:
         raise ConfigError("no command given: choose one of %s" % ", ".join(COMMANDS))
-    path, path_source = _config_file(rest, environ)
-    file_keys = _file_keys(path) if path else {}
+    path, path_source, text = _config_file(rest, environ)
+    file_keys = _file_keys(path, text) if path else {}
     parser = build_parser(command, [path] if path else [])
-    namespace = parser.parse_args(rest, env_vars=dict(environ))
+    # the text read above, so that configargparse never opens the file (a second read of
+    # a FIFO or a file grown meanwhile) and checks what _file_keys checked
+    namespace = parser.parse_args(rest, env_vars=dict(environ), config_file_contents=text)
     values = vars(namespace)
     options = {"duration": values.pop("duration", None)}
     values["config"] = path
