@@ -656,6 +656,19 @@
     document.body.classList.toggle("not-live", name !== "live" && state.doc !== null);
   }
 
+  /** The server's reason when it answered the Engine.IO handshake with an error (its JSON
+   *  `{"error": ...}` on a 4xx/5xx polling request), else null (network down, no answer). */
+  function handshakeRefusal(err) {
+    const xhr = err && err.context;
+    if (!xhr || !(xhr.status >= 400) || typeof xhr.responseText !== "string") return null;
+    try {
+      const body = JSON.parse(xhr.responseText);
+      return body && typeof body.error === "string" ? body.error : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
   function connect() {
     if (typeof io === "undefined") {
       state.refused = "the Socket.IO client did not load";
@@ -693,6 +706,15 @@
         // Refused by the server (token, connection cap): no automatic retry, so retry slowly.
         state.refused = (err && err.message) || "connection refused";
         setTimeout(() => socket.connect(), REFUSED_RETRY_MS);
+      } else {
+        // The handshake itself may be refused (no token, too many handshakes): the client
+        // sees a transport error and would retry every second; show why and retry slowly.
+        const reason = handshakeRefusal(err);
+        if (reason) {
+          state.refused = reason;
+          socket.disconnect();
+          setTimeout(() => socket.connect(), REFUSED_RETRY_MS);
+        }
       }
       renderConnection();
     });

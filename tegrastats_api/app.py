@@ -6,7 +6,8 @@ section 1), builds the hub, the Socket.IO server and the application, listens (p
 picks a free port, see :attr:`Server.port`), starts the source, and stops in order:
 stop accepting, close ``/ws`` clients with a close frame, disconnect Socket.IO clients,
 stop the source (no tegrastats child left). :func:`serve` runs a :class:`Server` until
-SIGTERM or SIGINT and returns the exit status 0; :func:`run` is its blocking form.
+SIGTERM, SIGINT, SIGHUP or SIGQUIT and returns the exit status 0 (a repeated signal hurries
+the stop but keeps its order); :func:`run` is its blocking form.
 
 What it does not: parse settings or configure logging (see :mod:`tegrastats_api.cli`),
 or ever use Tornado's ``debug``/``autoreload`` (a reload would orphan the child).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib.util
+import ipaddress
 import logging
 import os
 import signal
@@ -46,7 +48,8 @@ from tegrastats_api.metrics import make_registry
 from tegrastats_api.openapi import encode_spec
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
 from tegrastats_api.plan import SourcePlan, plan_source
-from tegrastats_api.source import ReplaySource, TegrastatsProcess
+from tegrastats_api.replay import ReplaySource
+from tegrastats_api.source import TegrastatsProcess
 from tegrastats_api.websocket import SnapshotSocket
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,9 @@ MAX_HEADER_BYTES = 32 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 HEADER_TIMEOUT_S = 60.0
 CLOSE_WAIT_S = 1.0  # time for close frames to go out before the source is stopped
+# Every signal that ends the server ends it in order; SIGQUIT too, which would otherwise
+# dump core and leave tegrastats running (it is in a session of its own).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 REPO_STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
 SYSTEM_STATIC = "/usr/share/tegrastats-api/static"
 
@@ -75,12 +81,32 @@ class ListenError(OSError):
 
     def __init__(self, host: str, port: int, error: OSError) -> None:
         reason = error.strerror or str(error)
-        super().__init__(error.errno, "cannot listen on %s:%d: %s" % (host, port, reason))
+        shown = "[%s]" % host if ":" in host else host
+        super().__init__(error.errno, "cannot listen on %s:%d: %s" % (shown, port, reason))
         self.host = host
         self.port = port
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+def bind_address(host: str) -> Optional[str]:
+    """What ``bind_sockets`` gets for ``--host``: None for an IPv6 wildcard (``::`` however
+    written), which binds ``0.0.0.0`` and ``::`` on one port, so that IPv4 clients (an ESP32)
+    reach a server told to listen on ``::``; Tornado would bind ``::`` alone, IPv6 only
+    (it sets IPV6_V6ONLY). Any other host is bound as it is: an IPv4 wildcard, an address
+    or a name (every address it resolves to)."""
+    try:
+        if ipaddress.ip_address(host.strip()) == ipaddress.IPv6Address("::"):
+            return None
+    except ValueError:
+        pass
+    return host or None
+
+
+def _address_text(sockname: Any) -> str:
+    host, port = sockname[0], sockname[1]
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
 
 
 def default_static_dir() -> str:
@@ -163,6 +189,7 @@ class Server:
         self.source: Optional[Source] = None
         self.port: Optional[int] = None
         self._http: Optional[HTTPServer] = None
+        self._hurried = False
 
     @property
     def url(self) -> str:
@@ -198,19 +225,28 @@ class Server:
             if not started:  # e.g. tegrastats vanished since plan_source looked
                 self._http.stop()  # type: ignore[union-attr]
                 self._http = None
-        log.info("serving on %s (source: %s)", self.url, plan.kind)
+        log.info("serving on %s (source: %s; listening on %s)", self.url, plan.kind, " and ".join(self.addresses))
 
     def _listen(self, app: Application) -> None:
         try:
-            sockets = bind_sockets(self.config.port, address=self.config.host or None)
+            sockets = bind_sockets(self.config.port, address=bind_address(self.config.host))
         except OSError as exc:
             raise ListenError(self.config.host, self.config.port, exc) from exc
+        # every address served, e.g. ["0.0.0.0:58090", "[::]:58090"] for --host ::
+        self.addresses = [_address_text(sock.getsockname()) for sock in sockets]
         self._http = HTTPServer(
             app, max_header_size=MAX_HEADER_BYTES, max_body_size=MAX_BODY_BYTES,
             idle_connection_timeout=HEADER_TIMEOUT_S,
         )
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
+
+    def hurry(self) -> None:
+        """Make a stop (in progress or to come) quick: no waiting for clients to close, and
+        the tegrastats child's process group SIGKILLed instead of given time after SIGTERM."""
+        self._hurried = True
+        if self.source is not None:
+            self.source.hurry()
 
     async def stop(self) -> None:
         """Stop in order: accept nothing, close push clients, stop the source."""
@@ -223,7 +259,7 @@ class Server:
                 owner.shutdown()
         if self.sio is not None:
             await snapshot_namespace(self.sio).disconnect_all()
-        await _wait_for(lambda: self.limiter.count == 0, CLOSE_WAIT_S)
+        await _wait_for(lambda: self._hurried or self.limiter.count == 0, CLOSE_WAIT_S)
         if self.source is not None:
             await self.source.stop()
         try:
@@ -246,23 +282,25 @@ async def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
 
 
 async def serve(config: Config, *, ready: Optional[Callable[[Server], None]] = None) -> int:
-    """Serve until SIGTERM or SIGINT (or cancellation), stop in order, return 0.
+    """Serve until one of :data:`STOP_SIGNALS` (or cancellation), stop in order, return 0.
 
     ``ready(server)`` is called once the server listens (``server.port`` is the bound
-    port, useful with port 0). Signal handlers are installed only in the main thread.
-    Raises what :meth:`Server.start` raises.
+    port, useful with port 0). Signal handlers are installed only in the main thread,
+    before the server starts and until it has stopped: a signal during start-up stops it
+    once started, and a repeated one hurries the stop (:meth:`Server.hurry`) instead of
+    killing the process with the child still running. Raises what :meth:`Server.start` raises.
     """
     server = Server(config)
-    await server.start()
     stop = asyncio.Event()
-    signals = _install_signal_handlers(stop)
+    signals = _install_signal_handlers(lambda signum: _on_signal(signum, stop, server))
     try:
+        await server.start()
         if ready is not None:
             ready(server)
         await stop.wait()
     finally:
-        _remove_signal_handlers(signals)
         await server.stop()
+        _remove_signal_handlers(signals)
     return 0
 
 
@@ -277,20 +315,26 @@ def run(config: Config) -> int:
     return asyncio.run(serve(config))
 
 
-def _install_signal_handlers(stop: asyncio.Event) -> List[int]:
+def _install_signal_handlers(handler: Callable[[int], None]) -> List[int]:
     if threading.current_thread() is not threading.main_thread():
         return []
     loop = asyncio.get_running_loop()
     installed: List[int] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, _on_signal, signum, stop)
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, handler, int(signum))
         installed.append(int(signum))
     return installed
 
 
-def _on_signal(signum: int, stop: asyncio.Event) -> None:
-    log.info("%s received: stopping", signal.Signals(signum).name)
-    stop.set()
+def _on_signal(signum: int, stop: asyncio.Event, server: Server) -> None:
+    """The first stop signal starts the orderly stop; any later one hurries it."""
+    name = signal.Signals(signum).name
+    if not stop.is_set():
+        log.info("%s received: stopping", name)
+        stop.set()
+        return
+    log.warning("%s received again: hurrying the stop (tegrastats gets SIGKILL)", name)
+    server.hurry()
 
 
 def _remove_signal_handlers(signals: List[int]) -> None:

@@ -12,6 +12,8 @@ so that it can be deleted once they are no longer supported.
 - :class:`AuthKeepingServer`: python-socketio 5.0 drops the auth object of the CONNECT packet
   (5.1+ passes it to the connect handler as ``auth``); :func:`connect_auth` reads it on both.
 - :func:`shutdown_sio`: python-socketio < 5.12 has no ``AsyncServer.shutdown()``.
+- :func:`enter_room`: python-socketio < 5.10's ``AsyncServer.enter_room`` is a plain function
+  (5.10+: a coroutine).
 
 Sending to one Socket.IO client uses ``room=sid``, which every 5.x release accepts
 (``to=`` came in 5.1), so it needs no bridge.
@@ -91,3 +93,11 @@ async def shutdown_sio(sio: Any) -> None:
     shutdown = getattr(sio, "shutdown", None)  # python-socketio >= 5.12
     if shutdown is not None:
         await shutdown()
+
+
+async def enter_room(sio: Any, sid: str, room: str, namespace: str) -> None:
+    """Put the Socket.IO client ``sid`` in ``room``: ``AsyncServer.enter_room`` is a plain
+    function before python-socketio 5.10 and a coroutine since."""
+    entered = sio.enter_room(sid, room, namespace=namespace)
+    if inspect.isawaitable(entered):
+        await entered

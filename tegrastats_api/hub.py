@@ -9,6 +9,21 @@ sample out to subscribers. A subscriber that raises is logged and dropped; the o
 still get the sample.
 :class:`ConnectionLimiter` counts the push clients of ``/ws`` and Socket.IO together.
 
+Caches keyed by what clients ask for (``fields=`` lists) are :class:`ViewCache` LRUs bounded
+both in entries and in (estimated) bytes, so no number of distinct requests can grow the
+server past them (docs/API.md "fields="):
+
+- the views of the newest sample (sections, summary): :data:`VIEWS_MAX_ENTRIES` entries,
+  :data:`VIEWS_MAX_BYTES`; the ``fields=`` views of the newest sample:
+  :data:`FIELD_VIEWS_MAX_ENTRIES` entries, :data:`FIELD_VIEWS_MAX_BYTES`; both emptied at
+  every sample;
+- the ``/api/history?fields=`` views: per field list, the encoded projection of each kept
+  sample, filled in as requests need them (each sample is encoded once per list, not once
+  per request), :data:`HISTORY_VIEWS_MAX_ENTRIES` lists, :data:`HISTORY_VIEWS_MAX_BYTES`.
+  :meth:`SnapshotHub.history_steps` builds an answer in steps of at most
+  :data:`HISTORY_STEP` new encodings, so that a server can let other requests run between
+  them.
+
 What it does not: read tegrastats (see :mod:`tegrastats_api.source`), know about HTTP or
 sockets, or keep any global state: the server builds one hub and hands it around.
 """
@@ -18,10 +33,24 @@ import collections
 import json
 import logging
 import time
-from typing import Any, Callable, Deque, Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Generator,
+    Generic,
+    Hashable,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+)
 
 from tegrastats_api.energy import EnergyMeter
-from tegrastats_api.fields import Path, select
+from tegrastats_api.fields import Path, merge_paths, project
 from tegrastats_api.parser import ParseError, parse_line
 from tegrastats_api.snapshot import Snapshot
 from tegrastats_api.summary import summarize
@@ -37,6 +66,20 @@ UNHEALTHY_STATES = frozenset({"restarting", "missing", "stopped"})
 _LOG_FIRST_ERRORS = 5  # log the first few bad lines, then every _LOG_EVERY_ERRORS-th
 _LOG_EVERY_ERRORS = 100
 
+# Bounds of the caches (see the module docstring). A cache's bytes are estimated: the
+# encoded JSON, the key's strings and a fixed overhead per entry and per history sample.
+VIEWS_MAX_ENTRIES = 32  # the hub's own views (4 sections and the summary): never full
+VIEWS_MAX_BYTES = 1024 * 1024
+FIELD_VIEWS_MAX_ENTRIES = 128  # distinct fields= lists of the newest sample
+FIELD_VIEWS_MAX_BYTES = 1024 * 1024
+HISTORY_VIEWS_MAX_ENTRIES = 16  # distinct fields= lists of /api/history
+HISTORY_VIEWS_MAX_BYTES = 8 * 1024 * 1024  # 300 AGX Orin samples cut to nothing: ~60 kB; whole: ~600 kB
+HISTORY_STEP = 32  # new encodings between two pauses of history_steps (about 3 ms on a Jetson)
+ENTRY_OVERHEAD_BYTES = 200  # a cache entry's own objects (key tuple, node, bytes header)
+PART_OVERHEAD_BYTES = 110  # one history sample's encoding: bytes header, dict slot, int key
+
+V = TypeVar("V")
+
 
 def encode_document(document: Document) -> bytes:
     """Compact JSON of one document, as UTF-8 bytes (the only encoder of the hub)."""
@@ -44,11 +87,101 @@ def encode_document(document: Document) -> bytes:
 
 
 class Sample(NamedTuple):
-    """One parsed line: the snapshot, its document and the document's JSON bytes."""
+    """One parsed line: the snapshot, its document, the document's JSON bytes, and its
+    number (``seq``: 0 for the hub's first sample, counting up; never reused)."""
 
     snapshot: Snapshot
     document: Document
     payload: bytes
+    seq: int = 0
+
+
+def paths_cost(paths: Sequence[Path]) -> int:
+    """Estimated bytes held by a cache key made of ``paths``."""
+    return sum(64 + sum(56 + len(key) for key in path) for path in paths)
+
+
+class ViewCache(Generic[V]):
+    """A least-recently-used map bounded by ``max_entries`` and by ``max_bytes`` of costs.
+
+    :meth:`put` gives each value its cost (estimated bytes); the least recently used
+    entries go first when either bound is passed, and a value that alone costs more than
+    ``max_bytes`` is not kept at all. ``evictions`` counts what was dropped to make room.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.evictions = 0
+        self._entries: collections.OrderedDict[Hashable, Tuple[V, int]] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+    def keys(self) -> List[Hashable]:
+        """The keys, least recently used first."""
+        return list(self._entries)
+
+    def get(self, key: Hashable) -> Optional[V]:
+        """The value of ``key`` (now the most recently used), or None."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: Hashable, value: V, cost: int) -> bool:
+        """Keep ``value`` under ``key`` as the most recently used, evicting the least recently
+        used entries to stay within the bounds. False (and nothing kept under ``key``) when
+        ``value`` alone is over ``max_bytes`` or ``max_entries`` is 0."""
+        self.discard(key)
+        if cost > self.max_bytes or self.max_entries < 1:
+            return False
+        self._entries[key] = (value, cost)
+        self.bytes += cost
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _key, (_value, old_cost) = self._entries.popitem(last=False)
+            self.bytes -= old_cost
+            self.evictions += 1
+        return True
+
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key``, if present."""
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry[1]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+
+class HistoryView:
+    """One ``fields=`` list's encoded projections of the kept samples, by sample ``seq``."""
+
+    __slots__ = ("parts", "bytes", "floor")
+
+    def __init__(self, key_cost: int) -> None:
+        self.parts: Dict[int, bytes] = {}
+        self.bytes = ENTRY_OVERHEAD_BYTES + key_cost  # estimated, as ViewCache counts it
+        self.floor = 0  # samples below this seq have left the history
+
+    def add(self, seq: int, part: bytes) -> None:
+        if seq >= self.floor and seq not in self.parts:
+            self.parts[seq] = part
+            self.bytes += len(part) + PART_OVERHEAD_BYTES
+
+    def prune(self, oldest_seq: int) -> None:
+        """Drop the encodings of samples older than ``oldest_seq`` (gone from the history)."""
+        if oldest_seq <= self.floor:
+            return
+        self.floor = oldest_seq
+        for seq in [seq for seq in self.parts if seq < oldest_seq]:
+            self.bytes -= len(self.parts.pop(seq)) + PART_OVERHEAD_BYTES
 
 
 class SnapshotHub:
@@ -80,7 +213,11 @@ class SnapshotHub:
         self.restarts = 0
         self.last_sample_at: Optional[float] = None
         self.energy = EnergyMeter(max_gap_s=STALE_INTERVALS * interval_s)
-        self._views: Dict[Hashable, bytes] = {}  # encodings derived from the newest sample
+        # Encodings derived from the newest sample (emptied at every sample), and the
+        # history's fields= views; all bounded (module docstring).
+        self._views: ViewCache[bytes] = ViewCache(VIEWS_MAX_ENTRIES, VIEWS_MAX_BYTES)
+        self._field_views: ViewCache[bytes] = ViewCache(FIELD_VIEWS_MAX_ENTRIES, FIELD_VIEWS_MAX_BYTES)
+        self._history_views: ViewCache[HistoryView] = ViewCache(HISTORY_VIEWS_MAX_ENTRIES, HISTORY_VIEWS_MAX_BYTES)
         self._subscribers: List[Subscriber] = []
 
     @property
@@ -107,9 +244,10 @@ class SnapshotHub:
             self._count_bad_line("unparseable line %r", line[:120])
             return
         document = snapshot.to_dict()
-        sample = Sample(snapshot, document, encode_document(document))
+        sample = Sample(snapshot, document, encode_document(document), self.samples)
         self.history.append(sample)
-        self._views = {}
+        self._views.clear()
+        self._field_views.clear()
         self.samples += 1
         self.last_sample_at = snapshot.received_at
         self.energy.add(now, {name: rail.current_mw for name, rail in snapshot.rails.items()})
@@ -128,18 +266,23 @@ class SnapshotHub:
         self.state = state
 
     def view_json(self, key: Hashable, build: Callable[[Document], Document]) -> Optional[bytes]:
-        """``build(newest document)`` as JSON bytes, encoded at most once per sample and key.
+        """``build(newest document)`` as JSON bytes, encoded at most once per sample and key
+        while it stays in the bounded cache of the newest sample's views.
 
         None before the first sample. Every client asking for the same view of the same
-        sample (a section, the summary, one ``fields=`` list) shares one encoding.
+        sample (a section, the summary) shares one encoding.
         """
+        return self._view(self._views, key, 0, build)
+
+    def _view(self, cache: ViewCache[bytes], key: Hashable, key_cost: int,
+              build: Callable[[Document], Document]) -> Optional[bytes]:
         document = self.latest_document
         if document is None:
             return None
-        payload = self._views.get(key)
+        payload = cache.get(key)
         if payload is None:
             payload = encode_document(build(document))
-            self._views[key] = payload
+            cache.put(key, payload, ENTRY_OVERHEAD_BYTES + key_cost + len(payload))
         return payload
 
     def section_json(self, section: str) -> Optional[bytes]:
@@ -156,27 +299,72 @@ class SnapshotHub:
         return self.view_json("summary", summarize)
 
     def fields_json(self, paths: Sequence[Path]) -> Optional[bytes]:
-        """The newest document cut down to ``paths`` (see :mod:`tegrastats_api.fields`)."""
-        return self.view_json(("fields", tuple(paths)), lambda d: select(d, paths))
+        """The newest document cut down to ``paths`` (see :mod:`tegrastats_api.fields`).
+
+        Encoded once per sample and field list while it stays in the bounded cache; pass
+        the canonical paths :func:`~tegrastats_api.fields.parse_fields` returns, so that
+        lists meaning the same share one entry.
+        """
+        key = tuple(paths)
+        return self._view(self._field_views, key, paths_cost(key), lambda d: project(d, merge_paths(key)))
 
     def history_json(self, seconds: Optional[float] = None, paths: Optional[Sequence[Path]] = None) -> Optional[bytes]:
         """``{"samples": [document, ...]}`` of the kept samples read within the last ``seconds``
         (all of them when None), oldest first; each cut down to ``paths`` when given.
 
         Without ``paths`` the body is joined from the bytes encoded once per sample, with
-        no re-encoding. None before the first sample.
+        no re-encoding; with ``paths``, from the field list's history view, which encodes
+        only the samples it does not hold yet. None before the first sample. In one go:
+        see :meth:`history_steps` for the same answer in steps.
+        """
+        answer: Optional[bytes] = None
+        for step in self.history_steps(seconds, paths):
+            answer = step
+        return answer
+
+    def history_steps(self, seconds: Optional[float] = None,
+                      paths: Optional[Sequence[Path]] = None) -> Generator[Optional[bytes], None, None]:
+        """:meth:`history_json` in steps: yields None (a pause, where a server lets other
+        work run or waits for its turn) before each batch of at most :data:`HISTORY_STEP`
+        new encodings, and last the answer (None before the first sample). An answer the
+        field list's view already holds comes at once, without a pause. The samples are
+        those kept when it started.
         """
         if not self.history:
-            return None
+            yield None
+            return
         samples: List[Sample] = list(self.history)
         if seconds is not None:
             since = self.clock() - seconds
             samples = [s for s in samples if (s.snapshot.received_at or 0.0) >= since]
         if paths is None:
-            parts = [s.payload for s in samples]
-        else:
-            parts = [encode_document(select(s.document, paths)) for s in samples]
-        return b'{"samples":[' + b",".join(parts) + b"]}"
+            yield b'{"samples":[' + b",".join(s.payload for s in samples) + b"]}"
+            return
+        key = tuple(paths)
+        cache = self._history_views
+        view = cache.get(key)
+        if view is None:
+            view = HistoryView(paths_cost(key))
+        view.prune(self.history[0].seq)
+        tree = merge_paths(key)
+        parts: List[bytes] = []
+        budget = 0  # encodings left before the next pause
+        for sample in samples:
+            part = view.parts.get(sample.seq)
+            if part is None and budget == 0:
+                if view.parts:
+                    cache.put(key, view, view.bytes)  # keep what is done so far
+                yield None  # pause before each batch of encodings
+                budget = HISTORY_STEP
+                part = view.parts.get(sample.seq)  # another answer may have done it meanwhile
+            if part is None:
+                part = encode_document(project(sample.document, tree))
+                view.add(sample.seq, part)
+                budget -= 1
+            parts.append(part)
+        if view.parts:
+            cache.put(key, view, view.bytes)
+        yield b'{"samples":[' + b",".join(parts) + b"]}"
 
     def last_sample_age(self) -> Optional[float]:
         """Seconds since the newest sample was read, None before the first one."""
@@ -185,10 +373,11 @@ class SnapshotHub:
         return max(0.0, self.clock() - self.last_sample_at)
 
     def health_status(self) -> str:
-        """``starting`` (no sample yet), ``healthy`` or ``degraded`` (stale data or a sick source)."""
+        """``healthy``, ``starting`` (no sample yet, and the source has not failed) or ``degraded``
+        (stale data, a sick source, or no sample yet from a source that has already restarted)."""
         age = self.last_sample_age()
         if age is None:
-            return "starting"
+            return "degraded" if self.restarts or self.state in UNHEALTHY_STATES else "starting"
         if age > STALE_INTERVALS * self.interval_s or self.state in UNHEALTHY_STATES:
             return "degraded"
         return "healthy"

@@ -144,7 +144,6 @@ def _push(summary: str, description: str, params: Sequence[Schema], bad_request:
 
 
 def _paths() -> Dict[str, Schema]:
-    text = {"description": "the error as text", "content": {"text/plain": {"schema": {"type": "string"}}}}
     section = {name: _get("the %s section of the newest sample" % name,
                           _json("%sSection" % name.capitalize(), "section and timestamp"), 401, 503, tags=["data"])
                for name in ("cpu", "memory", "temperature", "power")}
@@ -175,7 +174,7 @@ def _paths() -> Dict[str, Schema]:
                      [FIELDS], _json("Error", "not a WebSocket upgrade, or unknown fields")),
         "/socket.io/": _push("Socket.IO (EIO=4): event tegrastats_update carries the snapshot document",
                              "Query EIO=4 and transport=polling or websocket, as Socket.IO clients send them.",
-                             [], text),
+                             [], _json("Error", "a refused handshake (token, cap, origin), a bad query or session")),
     }
     paths.update({"/api/%s" % name: op for name, op in section.items()})
     return paths

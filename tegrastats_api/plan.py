@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from tegrastats_api.config import REPLAY_FILE_LIMIT, read_text_file
 from tegrastats_api.source import TegrastatsNotFoundError, find_executable
 
 DEFAULT_BOARD = "agx-orin"
@@ -63,10 +64,14 @@ def load_board(name: str) -> list[str]:
 def load_replay(path: str) -> list[str]:
     """The lines of a replay file (``#`` comments and blank lines skipped).
 
-    Raises FileNotFoundError (or another OSError) if it cannot be read and ValueError if
-    it holds no lines or is not UTF-8.
+    The file must be a regular file of at most ``REPLAY_FILE_LIMIT`` bytes (64 MiB): a
+    FIFO, device or directory is refused without blocking or reading it. Raises
+    FileNotFoundError (or another OSError) if it cannot be read and ValueError (one line)
+    if it is not a regular file, is too big, is not UTF-8 or holds no lines.
     """
-    lines = _read_data_lines(path)
+    text = read_text_file(path, REPLAY_FILE_LIMIT)
+    rows = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [row for row in rows if row.strip() and not row.lstrip().startswith("#")]
     if not lines:
         raise ValueError(f"replay file {path} has no tegrastats lines")
     return lines

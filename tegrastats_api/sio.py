@@ -2,11 +2,23 @@
 
 What it does: :func:`make_sio` builds a python-socketio ``AsyncServer`` in Tornado mode
 whose :class:`SnapshotNamespace` checks the token and the shared connection cap on
-connect (refusing with a ``connect_error`` that says why), sends the latest document to
-the new client, and broadcasts every sample from the hub (the payload is the document as
-an object). :func:`make_sio_handler` subclasses python-engineio's Tornado handler to apply
-our Origin rule (missing, ``null``, ``file://``, same host or allow-listed) to polling and
-WebSocket requests alike, and to turn off per-message compression, which it forces on.
+connect (refusing with a ``connect_error`` that says why; a check that fails in any other
+way refuses too, with a generic reason), sends the latest document to the new client, and
+broadcasts every sample from the hub to the clients it accepted, and to no one else (the
+payload is the document as an object). :func:`make_sio_handler` subclasses
+python-engineio's Tornado handler to apply our Origin rule (missing, ``null``, ``file://``,
+same host or allow-listed) to polling and WebSocket requests alike, to turn off
+per-message compression, which it forces on, and to answer every error as the contract's
+JSON document (:class:`tegrastats_api.websocket.JSONErrorAnswers`).
+
+Engine.IO sessions cost memory before their client joins the namespace, and a polling
+client's slot outlives the client unless someone notices it is gone; :class:`EngineSessions`
+does: a handshake (a request without ``sid``) needs the token when one is set (401 before
+any session exists) and a free place among the sessions that have not joined the namespace
+(at most :data:`PENDING_PER_SLOT` per ``--max-connections``; 503 beyond). A session that has
+not joined within :data:`PENDING_TTL_S`, and a polling session that has had no GET in
+flight for :data:`POLL_GRACE_S`, is closed, which gives its slot back. WebSocket sessions
+are left to Engine.IO's pings.
 
 What it does not: encode documents (python-socketio does, per emit), or keep a backlog:
 a polling client whose Engine.IO queue is already full skips samples, and clients that
@@ -17,13 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Dict, List, Optional
+import time
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
+from urllib.parse import parse_qs
 
 import engineio.packet
+import engineio.payload
 import socketio
+from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
+from tornado.websocket import WebSocketHandler
 
-from tegrastats_api.compat import AuthKeepingServer, connect_auth, connection_refused
+from tegrastats_api.compat import AuthKeepingServer, connect_auth, connection_refused, enter_room
 from tegrastats_api.config import Config
 from tegrastats_api.handlers import (
     ALLOW_HEADERS,
@@ -33,14 +50,25 @@ from tegrastats_api.handlers import (
     token_valid,
 )
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
+from tegrastats_api.websocket import JSONErrorAnswers
 
 log = logging.getLogger(__name__)
 
 EVENT = "tegrastats_update"
 NAMESPACE = "/"
+ACCEPTED_ROOM = "tegrastats_api.accepted"  # the clients on_connect accepted: broadcasts go here
 MAX_BACKLOG = 4  # Engine.IO packets queued for one client before it skips samples
 PING_INTERVAL_S = 10
 PING_TIMEOUT_S = 20
+PENDING_PER_SLOT = 3  # Engine.IO sessions outside the namespace, per --max-connections ...
+MIN_PENDING = 4  # ... and at least this many
+PENDING_TTL_S = 5.0  # a session that has not joined the namespace by then is closed
+POLL_GRACE_S = 5.0  # a polling session with no GET in flight for this long is closed
+SWEEP_INTERVAL_S = 1.0
+ALLOWED_METHODS = "GET, POST, OPTIONS"
+CONNECT_FAILED = "connection refused"  # the reason given when a connect check failed by itself
+TOKEN_REFUSED = "missing or invalid token"
+_LOG_EVERY_REFUSAL = 100  # a flood of refused handshakes logs its first one, then every 100th
 
 
 class SnapshotNamespace(socketio.AsyncNamespace):
@@ -51,15 +79,31 @@ class SnapshotNamespace(socketio.AsyncNamespace):
         self.hub = hub
         self.limiter = limiter
         self.config = config
+        self.sessions: Optional[EngineSessions] = None  # set by make_sio
 
     async def on_connect(self, sid: str, environ: Dict[str, Any], auth: Any = None) -> None:
+        # Whatever goes wrong here must end in a refusal: an exception python-socketio does
+        # not expect would leave the client half connected (in the namespace, without a slot).
+        try:
+            refusal = await self._admit(sid, environ, auth)
+        except Exception as exc:  # noqa: BLE001 - any failure refuses; never log the token
+            self.limiter.release(sid)
+            log.warning("Socket.IO connect refused: its check failed (%s)", type(exc).__name__)
+            raise connection_refused(CONNECT_FAILED) from None
+        if refusal is not None:
+            raise connection_refused(refusal)
+        IOLoop.current().spawn_callback(self._send_latest, sid)
+
+    async def _admit(self, sid: str, environ: Dict[str, Any], auth: Any) -> Optional[str]:
+        """None when ``sid`` is accepted (slot taken, in :data:`ACCEPTED_ROOM`), else the reason."""
         given = _token_of(environ, connect_auth(environ, auth))
         if not token_valid(self.config.auth_token, given):
-            raise connection_refused("missing or invalid token")
+            return TOKEN_REFUSED
         if not self.limiter.acquire(sid):
             log.warning("Socket.IO client refused: %s", self.limiter.refusal())
-            raise connection_refused(self.limiter.refusal())
-        IOLoop.current().spawn_callback(self._send_latest, sid)
+            return self.limiter.refusal()
+        await enter_room(self.server, sid, ACCEPTED_ROOM, NAMESPACE)
+        return None
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.limiter.release(sid)
@@ -81,7 +125,7 @@ class SnapshotNamespace(socketio.AsyncNamespace):
             IOLoop.current().spawn_callback(self._broadcast, document)
 
     async def _broadcast(self, document: Document) -> None:
-        await self.emit(EVENT, document, skip_sid=self._backlogged() or None)
+        await self.emit(EVENT, document, room=ACCEPTED_ROOM, skip_sid=self._backlogged() or None)
 
     def _backlogged(self) -> List[str]:
         """Clients with more than MAX_BACKLOG Engine.IO packets still queued (slow pollers)."""
@@ -92,17 +136,193 @@ class SnapshotNamespace(socketio.AsyncNamespace):
         return slow
 
     async def disconnect_all(self) -> None:
-        """Disconnect every Socket.IO client (server shutdown)."""
+        """Disconnect every Socket.IO client and stop watching sessions (server shutdown)."""
+        if self.sessions is not None:
+            self.sessions.stop()
         for sid in [owner for owner in self.limiter.owners() if isinstance(owner, str)]:
             await self.server.disconnect(sid, namespace=NAMESPACE)
             self.limiter.release(sid)
 
 
-def _token_of(environ: Dict[str, Any], auth: Any) -> Optional[str]:
+class EngineSessions:
+    """The Engine.IO sessions of one server: admission of handshakes, and the sweep.
+
+    Pending sessions are those not holding a connection slot (not joined, or refused),
+    plus direct WebSocket handshakes admitted whose session Engine.IO has yet to make. At most
+    :attr:`cap` of them exist at a time; :meth:`sweep` (every :data:`SWEEP_INTERVAL_S`)
+    closes the ones older than :data:`PENDING_TTL_S`, and joined polling sessions with no
+    GET in flight since :data:`POLL_GRACE_S` (their client is gone: its slot is released).
+    """
+
+    def __init__(self, sio: socketio.AsyncServer, limiter: ConnectionLimiter) -> None:
+        self.sio = sio
+        self.limiter = limiter
+        self.cap = max(MIN_PENDING, PENDING_PER_SLOT * limiter.limit)
+        self.refused = 0
+        self._reserved: Dict[Any, float] = {}  # handler of a direct WebSocket handshake -> when admitted
+        self._seen: Dict[str, float] = {}  # Engine.IO sid -> when first seen (monotonic)
+        self._polls: Dict[str, int] = {}  # Engine.IO sid -> its GETs in flight
+        self._last_poll: Dict[str, float] = {}  # Engine.IO sid -> when its last GET began or ended
+        self._websockets: Dict[str, WebSocketHandler] = {}  # Engine.IO sid -> its upgraded WebSocket
+        self._task: Optional[asyncio.Future[None]] = None
+
+    def refusal(self) -> str:
+        return "too many Socket.IO handshakes in progress (limit %d)" % self.cap
+
+    def joined(self) -> Set[str]:
+        """Engine.IO sids of the clients that hold a connection slot."""
+        eio_sids = set()
+        for owner in self.limiter.owners():
+            if isinstance(owner, str):
+                eio_sid = self.sio.manager.eio_sid_from_sid(owner, NAMESPACE)
+                if eio_sid:
+                    eio_sids.add(eio_sid)
+        return eio_sids
+
+    def pending(self) -> int:
+        """Sessions that hold no slot (open ones), plus WebSocket handshakes under way."""
+        joined = self.joined()
+        count = len(self._reserved)
+        for eio_sid, socket in list(self.sio.eio.sockets.items()):
+            if eio_sid not in joined and not (socket.closing or socket.closed):
+                count += 1
+        return count
+
+    def admit(self, handler: Any, websocket: bool) -> bool:
+        """Whether a handshake may make a session now; a WebSocket one is counted until its
+        session exists (:meth:`unreserve`)."""
+        self.start()
+        if self.pending() >= self.cap:
+            self.refused += 1
+            if self.refused % _LOG_EVERY_REFUSAL == 1:
+                log.warning("Socket.IO handshake refused: %s (%d so far)", self.refusal(), self.refused)
+            return False
+        if websocket:
+            self._reserved[handler] = time.monotonic()
+        return True
+
+    def unreserve(self, handler: Any) -> None:
+        self._reserved.pop(handler, None)
+
+    def websocket_opened(self, eio_sid: str, handler: WebSocketHandler) -> None:
+        """An existing session's WebSocket (an upgrade): closed with the session."""
+        if eio_sid in self.sio.eio.sockets:
+            self._websockets[eio_sid] = handler
+
+    def poll_started(self, eio_sid: str) -> bool:
+        """A polling GET of ``eio_sid`` begins; False for an unknown session (not tracked)."""
+        if eio_sid not in self.sio.eio.sockets:
+            return False
+        self._polls[eio_sid] = self._polls.get(eio_sid, 0) + 1
+        self._last_poll[eio_sid] = time.monotonic()
+        return True
+
+    def poll_ended(self, eio_sid: str) -> None:
+        """A polling GET that :meth:`poll_started` returned True for is over (or its client left)."""
+        left = self._polls.pop(eio_sid, 0) - 1
+        if left > 0:
+            self._polls[eio_sid] = left
+        if eio_sid in self.sio.eio.sockets:
+            self._last_poll[eio_sid] = time.monotonic()
+
+    async def sweep(self) -> None:
+        """Close the sessions that never joined in time and the polling ones whose client left."""
+        now = time.monotonic()
+        sockets = dict(self.sio.eio.sockets)
+        for table in (self._seen, self._polls, self._last_poll, self._websockets):
+            for gone in [eio_sid for eio_sid in table if eio_sid not in sockets]:
+                del table[gone]
+        for handler in [h for h, since in self._reserved.items() if now - since >= PENDING_TTL_S]:
+            del self._reserved[handler]  # a handshake that ended in a way no callback saw
+        joined = self.joined()
+        for eio_sid, socket in sockets.items():
+            if socket.closing or socket.closed:
+                continue
+            seen = self._seen.setdefault(eio_sid, now)
+            if eio_sid not in joined:
+                if now - seen >= PENDING_TTL_S:
+                    await self.drop(eio_sid, "did not join the namespace within %g s" % PENDING_TTL_S)
+            elif not (socket.upgraded or socket.upgrading or self._polls.get(eio_sid)):
+                if now - self._last_poll.get(eio_sid, seen) >= POLL_GRACE_S:
+                    log.info("Socket.IO polling client gone (no poll for %g s): disconnected", POLL_GRACE_S)
+                    await self.drop(eio_sid, "stopped polling")
+
+    async def drop(self, eio_sid: str, why: str) -> None:
+        """Close one Engine.IO session now, without waiting for its client: the disconnect
+        handlers run (the slot is released), the session is forgotten, its WebSocket closed."""
+        log.debug("Engine.IO session closed: %s", why)
+        socket = self.sio.eio.sockets.get(eio_sid)
+        handler = self._websockets.pop(eio_sid, None)
+        if handler is None:  # a direct WebSocket session: the handler of its handshake
+            handler = self.sio.environ.get(eio_sid, {}).get("tornado.handler")
+        members = [sid for sid in self.limiter.owners()
+                   if isinstance(sid, str) and self.sio.manager.eio_sid_from_sid(sid, NAMESPACE) == eio_sid]
+        if socket is not None and not socket.closed:
+            try:
+                # wait=False: waiting for the queue to drain would wait for a client that is gone.
+                await socket.close(wait=False)
+            except Exception:  # noqa: BLE001 - a session half closed already; it goes all the same
+                log.debug("closing Engine.IO session failed", exc_info=True)
+        self.sio.eio.sockets.pop(eio_sid, None)
+        for sid in members:  # released by the disconnect handler already, unless close failed
+            self.limiter.release(sid)
+        if isinstance(handler, WebSocketHandler) and handler.ws_connection is not None:
+            handler.close(1008, "session closed")
+        for table in (self._seen, self._polls, self._last_poll):
+            table.pop(eio_sid, None)
+
+    def start(self) -> None:
+        """Start the sweep (on the first handshake; idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                await self.sweep()
+            except Exception:  # noqa: BLE001 - the sweep must go on
+                log.exception("Engine.IO session sweep failed")
+
+
+def _token_of(environ: Dict[str, Any], auth: Any) -> Union[str, bytes, None]:
     """The token from the ``auth`` object, the Authorization header or ``?token=``."""
     if isinstance(auth, dict) and isinstance(auth.get("token"), str):
         return auth["token"]
     return request_token(environ.get("HTTP_AUTHORIZATION"), environ.get("QUERY_STRING", ""))
+
+
+def _handshake_token_ok(expected: Optional[str], request: HTTPServerRequest) -> bool:
+    """Whether a handshake carries the token (``Authorization: Bearer`` or ``?token=``)."""
+    try:
+        return token_valid(expected, request_token(request.headers.get("Authorization"), request.query))
+    except ValueError:  # a token that is no text at all is no valid token
+        return False
+
+
+# What a polling client may POST. python-engineio answers any other packet type by closing
+# the session and waiting for its queue to drain, which a polling client never does: the
+# request would hang.
+POLLING_PACKETS = frozenset({
+    engineio.packet.CLOSE, engineio.packet.PONG, engineio.packet.MESSAGE, engineio.packet.UPGRADE,
+})
+
+
+def _payload_ok(body: bytes) -> bool:
+    """Whether a polling POST body is an Engine.IO payload of packets python-engineio takes."""
+    try:
+        text = body.decode("utf-8")
+        if not text:
+            return False
+        packets = engineio.payload.Payload(encoded_payload=text).packets
+    except (ValueError, IndexError, KeyError, TypeError):  # UnicodeError and binascii.Error too
+        return False
+    return all(packet.packet_type in POLLING_PACKETS for packet in packets)
 
 
 def _queued(sio: socketio.AsyncServer, sid: str) -> int:
@@ -130,6 +350,7 @@ def make_sio(hub: SnapshotHub, limiter: ConnectionLimiter, config: Config) -> so
         engineio_logger=False,
     )
     namespace = SnapshotNamespace(hub, limiter, config)
+    namespace.sessions = EngineSessions(sio, limiter)
     sio.register_namespace(namespace)
     hub.subscribe(namespace.on_sample)
     return sio
@@ -141,10 +362,19 @@ def snapshot_namespace(sio: socketio.AsyncServer) -> SnapshotNamespace:
 
 
 def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
-    """python-engineio's Tornado handler with our Origin rule, CORS headers and no compression."""
+    """python-engineio's Tornado handler with our Origin rule, CORS headers, no compression,
+    the handshake rules of :class:`EngineSessions` and JSON error answers."""
     base = socketio.get_tornado_handler(sio)
+    made = snapshot_namespace(sio).sessions
+    if made is None:
+        raise ValueError("make the Socket.IO server with make_sio")
+    sessions: EngineSessions = made
 
-    class SocketIOHandler(base):  # type: ignore[misc, valid-type]
+    class SocketIOHandler(JSONErrorAnswers, base):  # type: ignore[misc, valid-type]
+        allowed_methods = ALLOWED_METHODS
+        _sid: Optional[str] = None  # the Engine.IO session this request belongs to
+        _poll_sid: Optional[str] = None  # set while this request is a polling GET in flight
+
         def prepare(self) -> None:
             origin = self.request.headers.get("Origin")
             if not origin_allowed(origin, self.request.host, config.cors_origins):
@@ -153,9 +383,104 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
             if origin:
                 self.set_header("Access-Control-Allow-Origin", origin)
                 self.set_header("Vary", "Origin")
-            if self.request.method == "OPTIONS":
-                self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            method = self.request.method
+            if method == "OPTIONS":
+                self.set_header("Access-Control-Allow-Methods", ALLOWED_METHODS)
                 self.set_header("Access-Control-Allow-Headers", ALLOW_HEADERS)
+                self.set_status(204)
+                self.finish()
+                return
+            if method not in ("GET", "POST"):
+                finish_with_error(self, 405, "method not allowed")
+                return
+            query = parse_qs(self.request.query)
+            self._sid = query.get("sid", [None])[0]
+            if self._sid is None:
+                refusal = self._handshake_refusal(query)
+                if refusal is not None:
+                    finish_with_error(self, *refusal)
+            elif self._sid not in sio.eio.sockets:  # expired, closed or made up
+                finish_with_error(self, 400, "unknown Engine.IO session")
+
+        def _handshake_refusal(self, query: Dict[str, List[str]]) -> Optional[Tuple[int, str]]:
+            """(status, message) when a request without ``sid`` must not reach Engine.IO
+            (which would make a session of it), else None."""
+            if not _handshake_token_ok(config.auth_token, self.request):
+                self.set_header("WWW-Authenticate", 'Bearer realm="tegrastats-api"')
+                return 401, TOKEN_REFUSED
+            if self.request.method != "GET":
+                return 400, "no sid: a POST goes to an open Engine.IO session"
+            if query.get("EIO") != ["4"]:
+                return 400, "unsupported Engine.IO version: EIO=4 is required"
+            transport = query.get("transport", ["polling"])
+            upgrade = self.request.headers.get("Upgrade", "").lower() == "websocket"
+            if transport not in (["polling"], ["websocket"]):
+                return 400, "unknown transport: polling or websocket"
+            if (transport == ["websocket"]) != upgrade:
+                return 400, "transport=websocket goes with a WebSocket upgrade, and only it"
+            if not sessions.admit(self, websocket=upgrade):
+                return 503, sessions.refusal()
+            return None
+
+        async def get(self, *args: Any, **kwargs: Any) -> None:
+            upgrade = self.request.headers.get("Upgrade", "").lower() == "websocket"
+            if self._sid is not None and not upgrade and sessions.poll_started(self._sid):
+                self._poll_sid = self._sid
+            try:
+                answered = super().get(*args, **kwargs)
+                if answered is not None:
+                    await answered
+            finally:
+                self._end_poll()
+
+        async def post(self, *args: Any, **kwargs: Any) -> None:
+            # python-engineio answers 200 to a body it cannot decode (and logs a traceback),
+            # and never answers one that is too big or holds a packet it does not take (it
+            # waits for the closed session's queue to drain). Such a client is closed here,
+            # like one sending a malformed WebSocket message.
+            refusal: Optional[Tuple[int, str]] = None
+            if self._sid is not None and self._sid in sio.eio.sockets:
+                limit = sio.eio.max_http_buffer_size
+                if len(self.request.body) > limit:
+                    refusal = 413, "Engine.IO payload over %d bytes" % limit
+                elif not _payload_ok(self.request.body):
+                    refusal = 400, "malformed Engine.IO payload"
+            if refusal is not None:
+                log.debug("Socket.IO client from %s posted a bad payload (%s); closed",
+                          self.request.remote_ip, refusal[1])
+                await sessions.drop(self._sid, refusal[1])  # type: ignore[arg-type]
+                finish_with_error(self, *refusal)
+                return
+            answered = super().post(*args, **kwargs)
+            if answered is not None:
+                await answered
+
+        async def open(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                await super().open(*args, **kwargs)  # schedules Engine.IO's handling of this socket
+            finally:
+                if self._sid is not None:
+                    sessions.websocket_opened(self._sid, self)
+                else:
+                    # The session is made in the first step of the task just scheduled; this
+                    # callback runs after that step, so the handshake is counted until then.
+                    asyncio.get_running_loop().call_soon(sessions.unreserve, self)
+
+        def on_finish(self) -> None:
+            if self.get_status() != 101:  # no upgrade: no session will come of it
+                sessions.unreserve(self)
+            super().on_finish()
+
+        def on_connection_close(self) -> None:
+            super().on_connection_close()
+            self._end_poll()  # a long-poll whose client left counts as over
+            if self.get_status() != 101:
+                sessions.unreserve(self)
+
+        def _end_poll(self) -> None:
+            if self._poll_sid is not None:
+                sessions.poll_ended(self._poll_sid)
+                self._poll_sid = None
 
         def check_origin(self, origin: str) -> bool:
             return origin_allowed(origin, self.request.host, config.cors_origins)
@@ -180,4 +505,3 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
             await super().on_message(message)
 
     return SocketIOHandler
-

@@ -1,22 +1,22 @@
-"""Where tegrastats lines come from: the ``tegrastats`` child process, or recorded lines.
+"""The ``tegrastats`` child process: run it, read its lines, restart it, stop it.
 
-What it does:
+What it does: :class:`TegrastatsProcess` runs ``tegrastats --interval MS`` (an argv list,
+never a shell) as the leader of a process group of its own, hands its stdout lines to
+``on_line``, logs its stderr (rate-limited, :class:`tegrastats_api.lines.StderrLog`),
+restarts it with capped exponential backoff whenever it exits or its stdout ends, and ends
+its whole group (SIGTERM, then SIGKILL) on restart and on ``stop()``.
 
-* :class:`TegrastatsProcess` runs ``tegrastats --interval MS`` (an argv list, never a
-  shell) with :class:`tornado.process.Subprocess`, splits its stdout into lines on the
-  IOLoop and hands each one to ``on_line``; drains stderr into the log; restarts the child
-  with capped exponential backoff whenever its stdout ends; and ``stop()`` escalates
-  SIGTERM to SIGKILL. It reports ``running``, ``restarting``, ``missing`` and ``stopped``
-  through ``on_state`` and every line it drops (too long, not UTF-8, cut off) through
-  ``on_discard``.
-* :class:`ReplaySource` has the same interface and replays recorded lines in process
-  (``--replay FILE``, ``--simulate BOARD`` with the boards in ``data/boards/``).
-* Which of the two to run, and the recorded boards, are in :mod:`tegrastats_api.plan`.
+Load shedding: tegrastats prints one line per interval, so a read holding more than
+``MAX_LINES_PER_READ`` complete lines means the reader has fallen behind; of such a read only
+the newest line is handed on (a monitor wants the newest sample, not every one), and the
+others are counted (:attr:`TegrastatsProcess.skipped`) and logged. Between reads the reader
+yields to the event loop, so a child that writes without pause cannot starve the server.
 
-What it does not: parse, count or judge lines (a garbage line is passed on; the parser
-and the hub deal with it), keep history, or install a SIGCHLD handler. The child's exit is
-seen as stdout EOF plus ``Popen.poll()``, so this works on an IOLoop in any thread;
-``Subprocess.initialize``/``set_exit_callback``/``wait_for_exit`` are never used.
+What it does not: parse, count or judge lines (the hub does), replay recorded lines
+(:mod:`tegrastats_api.replay`), or install a SIGCHLD handler: the child's exit is polled with
+``waitid(WNOWAIT)`` (any thread's IOLoop works), so it is noticed even while a grandchild
+holds stdout open, and the child stays unreaped, its pid (the group's id) reserved, until
+its group has been killed.
 """
 from __future__ import annotations
 
@@ -24,29 +24,27 @@ import asyncio
 import errno
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
 import time
 from typing import Any, Callable, Sequence
 
-from tornado.iostream import PipeIOStream, StreamClosedError
+from tornado.iostream import PipeIOStream
 from tornado.locks import Event
 from tornado.process import Subprocess
 
 from tegrastats_api.compat import wait_event
+from tegrastats_api.lines import STDERR_LOG_CHARS, Lines, SkipLog, StderrLog, read_lines
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 65536
+MAX_LINES_PER_READ = 16  # more complete lines in one read: a backlog, keep the newest only
 HEALTHY_RUN_S = 10.0  # a child that ran this long with output resets the backoff
-EXIT_GRACE_S = 1.0  # after stdout EOF, time the child gets to exit on its own
+EXIT_GRACE_S = 1.0  # time to exit after its stdout ended, or to flush stdout after it exited
 KILL_WAIT_S = 5.0
-POLL_STEP_S = 0.02
-STDERR_LOG_CHARS = 200
-TIMESTAMP_RE = re.compile(r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d ")
-TIMESTAMP_FORMAT = "%m-%d-%Y %H:%M:%S "
+POLL_S = 0.1  # how often a child is checked for an exit that its stdout does not show
+POLL_STEP_S = 0.02  # the same, while an exit is being waited for
 
 
 class TegrastatsNotFoundError(Exception):
@@ -57,61 +55,14 @@ class TegrastatsNotFoundError(Exception):
         self.path = path
 
 
-class _LineSplitter:
-    """Splits a byte stream into lines, keeping at most ``limit`` bytes of any one line."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._buf = bytearray()
-        self._over = False
-
-    def feed(self, chunk: bytes) -> list[tuple[bytes, bool]]:
-        """Return the ``(line, too_long)`` pairs this chunk completes (newline removed)."""
-        done: list[tuple[bytes, bool]] = []
-        start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            piece = chunk[start:] if end < 0 else chunk[start:end]
-            room = self._limit - len(self._buf)
-            if len(piece) > room:
-                self._over = True
-                piece = piece[: max(room, 0)]
-            self._buf += piece
-            if end < 0:
-                return done
-            done.append((bytes(self._buf), self._over))
-            self._buf = bytearray()
-            self._over = False
-            start = end + 1
-
-    @property
-    def pending(self) -> bool:
-        """True when bytes of an unterminated line are held."""
-        return bool(self._buf) or self._over
-
-
-async def _read_lines(
-    stream: PipeIOStream, limit: int, handle: Callable[[bytes, bool], None]
-) -> bool:
-    """Call ``handle(line, too_long)`` per line until EOF; True if a partial line was left."""
-    splitter = _LineSplitter(limit)
-    while True:
-        try:
-            chunk = await stream.read_bytes(READ_CHUNK, partial=True)
-        except StreamClosedError:
-            return splitter.pending
-        for line, too_long in splitter.feed(chunk):
-            handle(line, too_long)
-
-
-async def _wait_exit(popen: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Poll (and so reap) the child for up to ``timeout`` seconds; True once it is gone."""
-    deadline = time.monotonic() + timeout
-    while popen.poll() is None:
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(POLL_STEP_S)
-    return True
+def find_executable(name: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
+    """The path ``name`` runs as (PATH lookup, or an existing executable path), else None."""
+    found = which(name)
+    if found:
+        return found
+    if os.sep in name and os.path.isfile(name) and os.access(name, os.X_OK):
+        return name
+    return None
 
 
 class _Subprocess(Subprocess):
@@ -136,26 +87,93 @@ class _Subprocess(Subprocess):
             raise
 
 
+# --- the child's process group ----------------------------------------------------------
+
+
+def _spawn_group(argv: Sequence[str]) -> Subprocess:
+    """Start ``argv`` as the leader of a new session and process group (so that it and all
+    it starts can be signalled at once, and a terminal's Ctrl-C reaches only the server),
+    with stdout and stderr piped. Raises :class:`TegrastatsNotFoundError`."""
+    if find_executable(argv[0]) is None:
+        raise TegrastatsNotFoundError(argv[0])
+    try:
+        return _Subprocess(list(argv), stdout=Subprocess.STREAM, stderr=Subprocess.STREAM,
+                           stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:  # gone since the check, or not a program (ENOEXEC)
+        if isinstance(exc, (FileNotFoundError, PermissionError)) or exc.errno == errno.ENOEXEC:
+            raise TegrastatsNotFoundError(argv[0]) from exc
+        raise
+
+
+def _has_exited(popen: subprocess.Popen[bytes]) -> bool:
+    """True once the child has exited; it is not reaped, so its pid stays reserved."""
+    if popen.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped by someone else (a host program's SIGCHLD handler)
+        return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    """Send ``sig`` to every process of the group ``pgid``; a group that is gone is fine."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+async def _wait_exit(popen: subprocess.Popen[bytes], timeout: float,
+                     give_up: Callable[[], bool] = lambda: False) -> bool:
+    """Wait up to ``timeout`` s (less once ``give_up()``) for the child's exit; True once exited."""
+    deadline = time.monotonic() + timeout
+    while not _has_exited(popen):
+        if time.monotonic() >= deadline or give_up():
+            return False
+        await asyncio.sleep(POLL_STEP_S)
+    return True
+
+
+async def _watch(popen: subprocess.Popen[bytes], reader: asyncio.Future[bool],
+                 stopping: Callable[[], bool]) -> float:
+    """Wait until the child's stdout ends, it exits or ``stopping()``; the time it then gets
+    to exit by itself (0 when stopping or when the reader failed)."""
+    while not (reader.done() or stopping() or _has_exited(popen)):
+        await asyncio.wait([reader], timeout=POLL_S)
+    if stopping() or (reader.done() and reader.exception() is not None):
+        return 0.0
+    # Exited, but stdout may still be open (a grandchild holds it): read what is left.
+    await asyncio.wait([reader], timeout=EXIT_GRACE_S)
+    return EXIT_GRACE_S
+
+
+async def _end_group(popen: subprocess.Popen[bytes], grace: float, term_wait: float,
+                     hurried: Callable[[], bool]) -> int | None:
+    """Give the child ``grace`` s to exit, SIGTERM its group, SIGKILL it after ``term_wait`` s
+    (both cut short once ``hurried()``); then SIGKILL what is left of the group (grandchildren)
+    and reap the child. Its exit status, or None if it survived SIGKILL."""
+    if not await _wait_exit(popen, grace, hurried):
+        _signal_group(popen.pid, signal.SIGTERM)
+        if not await _wait_exit(popen, term_wait, hurried):
+            _signal_group(popen.pid, signal.SIGKILL)
+            if not await _wait_exit(popen, KILL_WAIT_S):
+                log.error("tegrastats (pid %d) survived SIGKILL", popen.pid)
+                return None
+    _signal_group(popen.pid, signal.SIGKILL)
+    return popen.wait()  # it has exited: returns at once
+
+
 def _log_task_failure(task: asyncio.Future[None]) -> None:
-    """Done-callback: log the error that ended a background task, if any."""
+    """Done-callback: log the error that ended the supervisor, if any."""
     if not task.cancelled() and task.exception() is not None:
-        log.error("line source stopped by an unexpected error", exc_info=task.exception())
-
-
-def find_executable(name: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
-    """The path ``name`` runs as (PATH lookup, or an existing executable path), else None."""
-    found = which(name)
-    if found:
-        return found
-    if os.sep in name and os.path.isfile(name) and os.access(name, os.X_OK):
-        return name
-    return None
+        log.error("tegrastats supervisor stopped by an unexpected error", exc_info=task.exception())
 
 
 class TegrastatsProcess:
     """Runs tegrastats as a supervised child and reports its lines and state.
 
-    ``on_line(text)`` gets every non-empty line without its line end (garbage included);
+    ``on_line(text)`` gets every non-empty line without its line end (garbage included),
+    except the lines skipped from a backlog (see the module docstring and :attr:`skipped`);
     ``on_state(state)`` every change among ``running``, ``restarting``, ``missing`` (the
     executable vanished; retrying) and ``stopped``; ``on_discard(reason)`` every dropped
     line: ``"line too long"`` (over ``max_line_bytes``), ``"invalid utf-8"`` or
@@ -192,9 +210,12 @@ class TegrastatsProcess:
         self._task: asyncio.Future[None] | None = None
         self._state: str | None = None
         self._restarts = 0
+        self._skips = SkipLog()
+        self._stderr = StderrLog()
         self._spawned_at = 0.0
         self._child_lines = 0
         self._stopping = False
+        self._hurried = False
         self._wake = Event()  # set by stop(): ends a backoff wait at once
         self._stopped = Event()
 
@@ -204,8 +225,13 @@ class TegrastatsProcess:
         return self._restarts
 
     @property
+    def skipped(self) -> int:
+        """Lines skipped from backlogs (only the newest line of such a read is used)."""
+        return self._skips.total
+
+    @property
     def pid(self) -> int | None:
-        """The running child's process id, None when there is none."""
+        """The running child's process id (also its process group's), None when there is none."""
         proc = self._proc
         return proc.pid if proc is not None and proc.proc.returncode is None else None
 
@@ -220,16 +246,15 @@ class TegrastatsProcess:
         self._task.add_done_callback(_log_task_failure)
 
     async def stop(self) -> None:
-        """Stop for good: no restarts, SIGTERM, SIGKILL after ``stop_timeout``, reap."""
+        """Stop for good: no restarts; SIGTERM the child's group, SIGKILL it after
+        ``stop_timeout`` (at once after :meth:`hurry`), reap the child. Idempotent."""
         if self._stopping:
             await self._stopped.wait()
             return
         self._stopping = True
         self._wake.set()
-        if self._proc is not None:
-            await self._reap(self._proc, grace=0.0)
         if self._task is not None:
-            limit = self._stop_timeout + KILL_WAIT_S + 2 * EXIT_GRACE_S
+            limit = self._stop_timeout + KILL_WAIT_S + 3 * EXIT_GRACE_S + POLL_S
             finished, _ = await asyncio.wait([self._task], timeout=limit)
             if not finished:
                 log.error("tegrastats supervisor did not finish in %.1f s; cancelling", limit)
@@ -237,25 +262,17 @@ class TegrastatsProcess:
         self._set_state("stopped")
         self._stopped.set()
 
+    def hurry(self) -> None:
+        """Cut every grace period short: a stop in progress SIGKILLs the child's group now."""
+        self._hurried = True
+
     def _set_state(self, state: str) -> None:
         if state != self._state:
             self._state = state
             self._on_state(state)
 
     def _spawn(self) -> None:
-        if find_executable(self._argv[0]) is None:
-            raise TegrastatsNotFoundError(self._argv[0])
-        try:
-            self._proc = _Subprocess(
-                self._argv,
-                stdout=Subprocess.STREAM,
-                stderr=Subprocess.STREAM,
-                stdin=subprocess.DEVNULL,
-            )
-        except OSError as exc:  # gone since the check, or not a program (ENOEXEC)
-            if isinstance(exc, (FileNotFoundError, PermissionError)) or exc.errno == errno.ENOEXEC:
-                raise TegrastatsNotFoundError(self._argv[0]) from exc
-            raise
+        self._proc = _spawn_group(self._argv)
         self._spawned_at = time.monotonic()
         self._child_lines = 0
         log.info("started %s (pid %d)", " ".join(self._argv), self._proc.pid)
@@ -266,7 +283,7 @@ class TegrastatsProcess:
         while True:
             try:
                 await self._run_child(self._proc)
-            except Exception:  # supervised boundary: log, make sure the child is gone, back off
+            except Exception:  # supervised boundary: the child is gone by now; log, back off
                 log.exception("reading tegrastats failed; the child will be restarted")
             if self._stopping:
                 return
@@ -278,21 +295,24 @@ class TegrastatsProcess:
                 return
 
     async def _run_child(self, proc: Subprocess | None) -> None:
-        """Read one child until its stdout ends, then make sure it is dead and reaped."""
+        """Read one child until it exits or its stdout ends; then end its group and reap it."""
         assert proc is not None
-        drain = asyncio.ensure_future(
-            _read_lines(proc.stderr, 4 * STDERR_LOG_CHARS, self._log_stderr)
-        )
-        grace = 0.0  # if reading fails, the child is killed at once
+        popen = proc.proc
+        reader = asyncio.ensure_future(read_lines(proc.stdout, self._max_line_bytes, self._take))
+        drain = asyncio.ensure_future(read_lines(proc.stderr, 4 * STDERR_LOG_CHARS, self._stderr))
+        grace = 0.0  # if waiting fails, the child is killed at once
         try:
-            if await _read_lines(proc.stdout, self._max_line_bytes, self._deliver):
-                self._on_discard("incomplete line")
-            grace = EXIT_GRACE_S
-        finally:
-            status = await self._reap(proc, grace)
-            await asyncio.wait([drain], timeout=EXIT_GRACE_S)
-            proc.stdout.close()
+            grace = await _watch(popen, reader, lambda: self._stopping)
+        finally:  # whatever happened: no child, grandchild or open pipe is left behind
+            status = await _end_group(popen, grace, self._stop_timeout, lambda: self._hurried)
+            await asyncio.wait([reader, drain], timeout=EXIT_GRACE_S)
+            proc.stdout.close()  # ends the readers, should a pipe still be open
             proc.stderr.close()
+            await asyncio.wait([reader, drain])
+            self._stderr.flush()
+            self._skips.flush()
+        if reader.result():  # raises what the reader raised, for the supervisor to log
+            self._on_discard("incomplete line")
         if not self._stopping:
             log.warning(
                 "tegrastats (pid %d) exited with status %s after %.1f s and %d lines",
@@ -322,21 +342,12 @@ class TegrastatsProcess:
             break
         return delay
 
-    async def _reap(self, proc: Subprocess, grace: float) -> int | None:
-        """Give the child ``grace`` seconds, then SIGTERM, then SIGKILL; its exit status."""
-        popen = proc.proc
-        if await _wait_exit(popen, grace):
-            return popen.returncode
-        for sig, wait in ((signal.SIGTERM, self._stop_timeout), (signal.SIGKILL, KILL_WAIT_S)):
-            if popen.poll() is None:
-                try:
-                    popen.send_signal(sig)
-                except ProcessLookupError:
-                    pass
-            if await _wait_exit(popen, wait):
-                return popen.returncode
-        log.error("tegrastats (pid %d) survived SIGKILL", popen.pid)
-        return None
+    def _take(self, lines: Lines) -> None:
+        """Hand on the lines of one read; of a backlog, only the newest."""
+        skip = len(lines) - 1 if len(lines) > MAX_LINES_PER_READ else 0
+        self._skips.add(skip)
+        for raw, too_long in lines[skip:]:
+            self._deliver(raw, too_long)
 
     def _deliver(self, raw: bytes, too_long: bool) -> None:
         if too_long:
@@ -352,91 +363,3 @@ class TegrastatsProcess:
             return
         self._child_lines += 1
         self._on_line(text)
-
-    def _log_stderr(self, raw: bytes, too_long: bool) -> None:
-        text = raw.decode("utf-8", "replace").rstrip()
-        if text:
-            cut = too_long or len(text) > STDERR_LOG_CHARS
-            log.warning("tegrastats stderr: %s%s", text[:STDERR_LOG_CHARS], " [...]" if cut else "")
-
-
-class ReplaySource:
-    """Replays recorded lines in a loop, one every ``interval_s`` (the first at once).
-
-    Same interface as :class:`TegrastatsProcess`; ``on_discard`` is never called. With
-    ``live_timestamps`` (the simulator) a leading tegrastats timestamp is replaced by the
-    local time of ``clock()``; otherwise lines go out verbatim.
-    """
-
-    def __init__(
-        self,
-        lines: Sequence[str],
-        on_line: Callable[[str], None],
-        on_state: Callable[[str], None],
-        on_discard: Callable[[str], None] | None = None,
-        *,
-        interval_s: float = 1.0,
-        live_timestamps: bool = False,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        if not lines:
-            raise ValueError("ReplaySource needs at least one line")
-        if interval_s <= 0:
-            raise ValueError(f"interval_s must be positive, got {interval_s!r}")
-        self._lines = list(lines)
-        self._on_line = on_line
-        self._on_state = on_state
-        self._interval_s = interval_s
-        self._live_timestamps = live_timestamps
-        self._clock = clock
-        self._task: asyncio.Future[None] | None = None
-        self._stopped = False
-
-    @property
-    def restarts(self) -> int:
-        """Always 0: there is no child to restart."""
-        return 0
-
-    @property
-    def pid(self) -> int | None:
-        """Always None: the lines come from this process."""
-        return None
-
-    def start(self) -> None:
-        """Report ``running`` and start replaying on the running event loop."""
-        asyncio.get_running_loop()
-        if self._task is not None or self._stopped:
-            raise RuntimeError("ReplaySource.start() may be called once")
-        self._on_state("running")
-        self._on_line(self.render(self._lines[0]))
-        self._task = asyncio.ensure_future(self._replay())
-        self._task.add_done_callback(_log_task_failure)
-
-    async def stop(self) -> None:
-        """Stop replaying and report ``stopped``; idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
-        self._on_state("stopped")
-
-    def render(self, line: str) -> str:
-        """The line as it is sent: with a live timestamp if asked for, else verbatim."""
-        match = TIMESTAMP_RE.match(line) if self._live_timestamps else None
-        if match is None:
-            return line
-        return time.strftime(TIMESTAMP_FORMAT, time.localtime(self._clock())) + line[match.end():]
-
-    async def _replay(self) -> None:
-        """Send lines 1, 2, ... (line 0 went out in start()) at a steady rate."""
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        index = 0
-        while True:
-            # keep a steady rate, but do not burst to catch up after a stall
-            next_at = max(next_at + self._interval_s, loop.time())
-            await asyncio.sleep(next_at - loop.time())
-            index = (index + 1) % len(self._lines)
-            self._on_line(self.render(self._lines[index]))

@@ -1,7 +1,9 @@
 """The native WebSocket endpoint ``/ws``: one JSON text frame per sample.
 
 What it does: :class:`SnapshotSocket` checks the token, the Origin and the connection cap
-before the upgrade (answering 401, 403 or 503 with a JSON body), sends the latest
+before the upgrade (answering 401, 403 or 503 with a JSON body; 400 to a request that is no
+upgrade, 405 to other methods: every error answer is the contract's JSON document, see
+:class:`JSONErrorAnswers`, which Socket.IO's handler uses too), sends the latest
 document at once on open, then one text frame per sample straight from the bytes the hub
 encoded once. A client that cannot keep up loses intermediate frames: while one frame is
 still being written, only the newest sample waits behind it (it replaces any older one),
@@ -20,17 +22,28 @@ What it does not: read anything clients send (messages are ignored), or encode J
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import struct
-from typing import Any, Dict, Optional, Tuple
+from http.client import responses
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from tornado.iostream import StreamClosedError
+from tornado.web import HTTPError, RequestHandler
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from tegrastats_api.config import Config
-from tegrastats_api.fields import FieldsError, Path, parse_fields
-from tegrastats_api.handlers import finish_with_error, origin_allowed, request_token, token_valid
+from tegrastats_api.fields import FieldsError, Path
+from tegrastats_api.handlers import (
+    JSON_TYPE,
+    error_body,
+    fields_argument,
+    finish_with_error,
+    origin_allowed,
+    request_token,
+    token_valid,
+)
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 
 log = logging.getLogger(__name__)
@@ -39,6 +52,77 @@ GOING_AWAY = 1001  # close code for a server shutdown
 SEND_BUFFER_BYTES = 64 * 1024  # kernel send buffer of a /ws socket: ~30 frames (Linux doubles it)
 _FRAME_CACHE_SIZE = 16  # frames of the newest samples and views, shared by every client
 _frames: Dict[bytes, bytes] = {}
+MAX_ERROR_CHARS = 200  # an error message taken from another's answer is cut to this
+
+
+def error_message(status: int, body: bytes) -> str:
+    """The message of the JSON error document for an error answer whose body was ``body``:
+    our own document's ``error``, python-engineio's JSON string or ``{"message": ...}``, or
+    tornado's text; the HTTP reason phrase when there is none (or it is HTML)."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        found: Any = json.loads(text)
+    except ValueError:
+        found = text
+    if isinstance(found, dict):
+        found = found.get("error", found.get("message"))
+    if not isinstance(found, str) or not found.strip() or found.lstrip().startswith("<"):
+        return responses.get(status, "error").lower()
+    message = " ".join(found.split())
+    return (message[:1].lower() + message[1:])[:MAX_ERROR_CHARS]
+
+
+def _as_bytes(chunk: Union[str, bytes, Dict[str, Any]]) -> bytes:
+    if isinstance(chunk, dict):
+        return json.dumps(chunk).encode("utf-8")
+    return chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+
+
+class JSONErrorAnswers(RequestHandler):
+    """Every error answer of a push endpoint as the contract's JSON document (``{"error": ...,
+    "status": N}``, the status unchanged), whoever wrote it: our own refusals, tornado's (405
+    for a method, 400 or 426 for a bad upgrade, 400 for a query that is not UTF-8) and
+    python-engineio's (text/plain). Headers set beside it (CORS, ``Allow``,
+    ``Sec-WebSocket-Version``) stay; a 405 names :attr:`allowed_methods` in ``Allow``.
+
+    Mixed in before the WebSocket handler class. What is written while the status is an
+    error is held back, and :meth:`finish` answers the JSON document made from it.
+    """
+
+    allowed_methods = "GET"
+    _error_parts: Optional[List[bytes]] = None
+    _answering = False
+
+    def clear(self) -> None:
+        super().clear()
+        self._error_parts = None  # send_error() starts over
+
+    def write(self, chunk: Union[str, bytes, Dict[str, Any]]) -> None:
+        if self.get_status() >= 400 and not self._answering:
+            self._error_parts = (self._error_parts or []) + [_as_bytes(chunk)]
+            return
+        super().write(chunk)
+
+    def finish(self, chunk: Optional[Union[str, bytes, Dict[str, Any]]] = None) -> asyncio.Future[None]:
+        status = self.get_status()
+        if status < 400 or self._answering:
+            return super().finish(chunk)
+        parts = (self._error_parts or []) + ([] if chunk is None else [_as_bytes(chunk)])
+        self._answering, self._error_parts = True, None
+        if status == 405:
+            self.set_header("Allow", self.allowed_methods)
+        self.set_header("Content-Type", JSON_TYPE)
+        return super().finish(error_body(status, error_message(status, b"".join(parts))))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = (getattr(exc, "reason", None) or responses.get(status_code, "error")).lower()
+        if isinstance(exc, HTTPError) and status_code < 500 and exc.log_message:
+            try:  # e.g. "Invalid unicode in fields: b'\\xff'": say what was wrong
+                message = exc.log_message % exc.args
+            except (TypeError, ValueError):
+                message = exc.log_message
+        self.finish(error_body(status_code, message))
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -63,7 +147,7 @@ def text_frame(payload: bytes) -> bytes:
     return frame
 
 
-class SnapshotSocket(WebSocketHandler):
+class SnapshotSocket(JSONErrorAnswers, WebSocketHandler):
     """One ``/ws`` client: latest document on open, then every sample (or as many as it takes)."""
 
     def initialize(self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter) -> None:
@@ -92,7 +176,7 @@ class SnapshotSocket(WebSocketHandler):
         if headers.get("Upgrade", "").lower() != "websocket":
             return 400, "expected a WebSocket upgrade"
         try:
-            self.fields = parse_fields(self.get_query_argument("fields", None))
+            self.fields = fields_argument(self)  # the same rules as REST (empty: whole document)
         except FieldsError as err:
             return 400, str(err)
         given = request_token(headers.get("Authorization"), self.request.query)

@@ -17,6 +17,12 @@ Fault flags, for the source's tests:
   --long-line B     first write one line of B bytes (plus the newline)
   --invalid-utf8    then write one line that is not valid UTF-8
   --pidfile FILE    write the process id to FILE at start
+  --flood           write sample lines as fast as the pipe takes them, no interval
+  --stderr-flood    between samples, write stderr lines as fast as the pipe takes them
+  --fork-grandchild FILE
+                    when exiting (--exit-after), first fork a grandchild that appends its
+                    pid to FILE and sleeps with stdout still open
+  --crash-at-once   exit at once, before any output (status --exit-code, else 1)
 
 Like a C program it dies quietly of SIGPIPE when its reader goes away. Standard library
 only; runs on Python 3.8+.
@@ -70,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--long-line", type=int, metavar="BYTES")
     parser.add_argument("--invalid-utf8", action="store_true")
     parser.add_argument("--pidfile", metavar="FILE")
+    parser.add_argument("--flood", action="store_true")
+    parser.add_argument("--stderr-flood", action="store_true")
+    parser.add_argument("--fork-grandchild", metavar="FILE")
+    parser.add_argument("--crash-at-once", action="store_true")
     return parser
 
 
@@ -87,6 +97,27 @@ def emit(data: bytes) -> None:
     out.flush()
 
 
+def stderr_flood(seconds: float) -> None:
+    """Write stderr lines without pause for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        count += 1
+        sys.stderr.write(f"fake_tegrastats: stderr flood line {count}\n")
+        if count % 100 == 0:
+            sys.stderr.flush()
+    sys.stderr.flush()
+
+
+def fork_grandchild(pidfile: str) -> None:
+    """Leave a grandchild behind that holds stdout open (its parent, this process, exits)."""
+    if os.fork() == 0:
+        with open(pidfile, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        time.sleep(3600)
+        os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.interval <= 0:
@@ -98,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Die of a closed pipe the way the real (C) tegrastats does, without a traceback.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if args.crash_at_once:
+        sys.stderr.write("fake_tegrastats: crashing at once\n")
+        return args.exit_code or 1
     if args.hang:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if args.pidfile:
@@ -118,7 +152,12 @@ def main(argv: list[str] | None = None) -> int:
             emit(b"garbage: not a tegrastats line %d" % count)
         if args.exit_after is not None and count >= args.exit_after:
             break
-        time.sleep(args.interval / 1000.0)
+        if args.stderr_flood:
+            stderr_flood(args.interval / 1000.0)
+        elif not args.flood:
+            time.sleep(args.interval / 1000.0)
+    if args.fork_grandchild:
+        fork_grandchild(args.fork_grandchild)
     while args.hang:
         time.sleep(3600)
     return args.exit_code

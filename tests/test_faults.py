@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +35,7 @@ from fault_tools import (
     sio_event,
     wait_until,
 )
+from tegrastats_api.config import Config, ConfigError
 
 
 @pytest.fixture
@@ -77,21 +80,27 @@ def _garbage(megabytes):
     return b"".join(lines), len(lines)
 
 
-def test_ten_megabytes_of_garbage_are_counted_within_bounded_memory(server_process, tmp_path):
+def test_ten_megabytes_of_garbage_are_shed_or_counted_within_bounded_memory(server_process, tmp_path):
+    """Written at once, the garbage is a backlog: of each read only the newest line is parsed
+    (and counted as a parse error), the others are skipped and logged; none goes unaccounted."""
     garbage, count = _garbage(10)
     tegrastats, go = faulty_tegrastats(tmp_path, fault=garbage)
     server = server_process("--tegrastats", tegrastats, "--update-interval", "0.05")
     wait_until(lambda: server.get("/api/status").status_code == 200, what="first sample")
-    rss_before = server.rss_mb()
+    rss_before, samples = server.rss_mb(), server.health()["samples"]
     go()
-    wait_until(lambda: server.health()["parse_errors"] == count, timeout=30, what="all garbage counted")
-    samples = server.health()["samples"]
-    wait_until(lambda: server.health()["samples"] > samples + 3, what="samples after the garbage")
-    assert server.health()["restarts"] == 0
+    # the fake's lines follow the garbage: once they are served, the garbage has been read
+    wait_until(lambda: server.health()["samples"] > samples + 3, timeout=30, what="samples after the garbage")
+    health = server.health()
+    assert health["restarts"] == 0 and health["parse_errors"] > 0
     assert server.get("/api/status").json()["memory"]["ram"]["total"] == 62841
     assert server.rss_mb() - rss_before < 15, "RSS grew with the garbage"
+    assert _stop(server, signal.SIGTERM) == 0  # the child's end logs the last skipped lines
+    log = server.log()
+    skipped = int(re.findall(r"lines skipped \((\d+) in all\)", log)[-1])
+    assert count <= health["parse_errors"] + skipped <= count + 2, (health["parse_errors"], skipped, count)
     # the first few bad lines are logged, then one in a hundred
-    assert server.log().count("WARNING tegrastats_api.hub") <= count // 100 + 10
+    assert log.count("WARNING tegrastats_api.hub") <= count // 100 + 10
 
 
 @pytest.mark.parametrize("newline", [False, True], ids=["no-newline", "newline"])
@@ -119,6 +128,183 @@ def test_invalid_utf8_is_counted_and_the_child_kept(server_process, tmp_path):
     pid = child_pid(tmp_path)
     assert server.log().count("started ") == 1, "the child was never replaced"
     assert os.path.exists("/proc/%d" % pid)
+
+
+def _proc_stat(pid):
+    """``(state, pgrp)`` of a process from /proc, or None once it is gone (reaped)."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return fields[0], int(fields[2])
+
+
+def _alive(pid):
+    """True while ``pid`` runs. A zombie counts as dead: an orphan's zombie may stay where
+    init does not reap (as in some containers)."""
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def _group_alive(pgid):
+    """The live processes of the process group ``pgid``."""
+    alive = []
+    for entry in os.listdir("/proc"):
+        stat = _proc_stat(int(entry)) if entry.isdigit() else None
+        if stat is not None and stat[0] != "Z" and stat[1] == pgid:
+            alive.append(int(entry))
+    return alive
+
+
+def _stop(server, *signums, between=None):
+    """Send the signals to the server (before each later one, wait until ``between`` is in
+    its log); its exit status."""
+    for index, signum in enumerate(signums):
+        if index:
+            wait_until(lambda: between in server.log(), what=repr(between))
+        server.proc.send_signal(signum)
+    return server.proc.wait(WAIT_S)
+
+
+def _child(tmp_path):
+    """The pid of the fake tegrastats (the wrapper writes it, then execs the fake)."""
+    def read():
+        try:
+            return child_pid(tmp_path)
+        except (FileNotFoundError, ValueError):  # not yet written, or being rewritten
+            return None
+
+    return wait_until(read, what="the child's pid")
+
+
+def test_a_flooding_child_freezes_neither_the_server_nor_its_stop(server_process, tmp_path):
+    """tegrastats writing lines without pause (hundreds of thousands a second)."""
+    tegrastats, _ = faulty_tegrastats(tmp_path, "--flood")
+    server = server_process("--tegrastats", tegrastats)
+    child = _child(tmp_path)
+    for _ in range(5):
+        started = time.monotonic()
+        health = server.get("/api/health")
+        assert time.monotonic() - started < 2.0, "/api/health took %.1f s" % (time.monotonic() - started)
+        assert health.json()["source"] == "tegrastats"
+        time.sleep(0.2)
+    assert server.health()["samples"] > 0
+    wait_until(lambda: "lines skipped" in server.log(), what="the skipped lines logged")
+    started = time.monotonic()
+    assert _stop(server, signal.SIGTERM) == 0
+    assert time.monotonic() - started < 5.0
+    assert not _alive(child) and not _group_alive(child)
+    assert "Traceback" not in server.log()
+
+
+def test_a_stderr_flood_is_logged_within_limits(server_process, tmp_path):
+    tegrastats, _ = faulty_tegrastats(tmp_path, "--stderr-flood")
+    server = server_process("--tegrastats", tegrastats, "--update-interval", "0.1")
+    wait_until(lambda: server.health()["samples"] >= 10, what="samples during the flood")
+    started = time.monotonic()
+    server.get("/api/status")
+    assert time.monotonic() - started < 2.0
+    assert _stop(server, signal.SIGTERM) == 0
+    log = server.log()
+    logged = log.count("tegrastats stderr: ")
+    assert 0 < logged <= 2 * 10, "%d stderr lines logged (at most 10 every 10 s)" % logged
+    suppressed = [int(n) for n in re.findall(r"(\d+) tegrastats stderr lines suppressed", log)]
+    assert suppressed and sum(suppressed) > 1000
+    assert len(log) < 100 * 1024
+
+
+def test_a_child_that_leaves_a_grandchild_holding_stdout_is_noticed(server_process, tmp_path):
+    """The child exits, a grandchild keeps its stdout open: the exit is noticed, the
+    grandchild is killed with the child's process group, and the child is reaped."""
+    grandchildren = tmp_path / "grandchildren"
+
+    def forked():
+        return [int(pid) for pid in grandchildren.read_text().split()] if grandchildren.exists() else []
+
+    tegrastats, _ = faulty_tegrastats(tmp_path, "--exit-after", "3", "--fork-grandchild", str(grandchildren))
+    try:
+        server = server_process("--tegrastats", tegrastats, "--update-interval", "0.05")
+        first_child = _child(tmp_path)
+        wait_until(lambda: server.health()["restarts"] >= 1, what="the child's exit noticed")
+        wait_until(lambda: forked() and not _alive(forked()[0]), what="the grandchild killed")
+        assert _proc_stat(first_child) is None, "the child was not reaped"
+        child = _child(tmp_path)
+        started = time.monotonic()
+        assert _stop(server, signal.SIGTERM) == 0
+        assert time.monotonic() - started < 5.0
+        wait_until(lambda: not [pid for pid in forked() if _alive(pid)] and not _group_alive(child),
+                   timeout=5, what="no grandchild left")
+        assert "Traceback" not in server.log()
+    finally:
+        for pid in forked():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("names", [("SIGTERM", "SIGTERM"), ("SIGINT", "SIGTERM"), ("SIGINT", "SIGINT"),
+                                   ("SIGHUP", "SIGQUIT")], ids="+".join)
+def test_a_repeated_signal_hurries_the_stop_and_the_exit_stays_clean(server_process, tmp_path, names):
+    """The child ignores SIGTERM, so the orderly stop would give it 3 s: the second signal
+    cuts that short with SIGKILL, and the server still exits 0 with no child left."""
+    tegrastats, _ = faulty_tegrastats(tmp_path, "--hang")
+    server = server_process("--tegrastats", tegrastats, "--update-interval", "0.1")
+    wait_until(lambda: server.get("/api/status").status_code == 200, what="first sample")
+    child = _child(tmp_path)
+    first, second = (getattr(signal, name) for name in names)
+    server.proc.send_signal(first)
+    wait_until(lambda: "%s received: stopping" % names[0] in server.log(), what="the stop started")
+    started = time.monotonic()
+    server.proc.send_signal(second)
+    assert server.proc.wait(WAIT_S) == 0
+    assert time.monotonic() - started < 2.5, "not hurried: the stop waited for SIGTERM"
+    log = server.log()
+    assert "%s received again: hurrying" % names[1] in log
+    assert "Traceback" not in log
+    assert not _alive(child) and not _group_alive(child)
+
+
+@pytest.mark.parametrize("name", ["SIGHUP", "SIGQUIT"])
+def test_sighup_and_sigquit_stop_in_order(server_process, tmp_path, name):
+    tegrastats, _ = faulty_tegrastats(tmp_path)
+    server = server_process("--tegrastats", tegrastats, "--update-interval", "0.1")
+    wait_until(lambda: server.get("/api/status").status_code == 200, what="first sample")
+    child = _child(tmp_path)
+    assert _stop(server, getattr(signal, name)) == 0
+    log = server.log()
+    assert "%s received: stopping" % name in log and "INFO tegrastats_api.app: stopped" in log
+    assert "Traceback" not in log
+    assert not _alive(child)
+
+
+def test_a_child_that_crashes_at_once_makes_the_service_degraded(server_process, tmp_path):
+    tegrastats, _ = faulty_tegrastats(tmp_path, "--crash-at-once")
+    server = server_process("--tegrastats", tegrastats)
+    wait_until(lambda: server.health()["restarts"] >= 2, what="restarts")
+    response = server.get("/api/health")
+    body = response.json()
+    assert (response.status_code, body["status"], body["samples"]) == (503, "degraded", 0)
+
+
+@pytest.mark.parametrize("argv, env", [
+    (["--update-interval", "1e-9"], {}),
+    (["--update-interval", "0.005"], {}),
+    ([], {"TEGRASTATS_API_UPDATE_INTERVAL": "0.0001"}),
+], ids=["flag-1e-9", "flag-5ms", "env-0.1ms"])
+def test_an_interval_tegrastats_cannot_honour_is_refused_in_one_line(argv, env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TEGRASTATS_API_")}
+    out = subprocess.run([sys.executable, "-m", "tegrastats_api", "--config", os.devnull, "run", "--simulate", *argv],
+                         capture_output=True, text=True, timeout=60, env=dict(clean, PYTHONPATH=ROOT_DIR, **env))
+    assert out.returncode == 2
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tegrastats-api: error: --update-interval: "), out.stderr
+    assert "0.01" in lines[0]
+
+
+def test_the_shortest_interval_is_10_ms():
+    assert Config(update_interval=0.01).interval_ms == 10
+    with pytest.raises(ConfigError):
+        Config(update_interval=0.0099)
 
 
 # --- clients misbehave --------------------------------------------------------------------

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 
 import requests
+from tornado.testing import gen_test
 
 from conftest import FakeClock, hub_app_case
+from tegrastats_api import handlers
+from tegrastats_api import hub as hub_module
 from tegrastats_api.config import Config
 from tegrastats_api.fields import parse_fields, select
 from tegrastats_api.hub import SnapshotHub
@@ -77,10 +80,93 @@ class TestHistory(HistoryCase):
         _, body = self.history("?fields=cpu.nope,gpu", status=400)
         self.assertIn("cpu.nope", body["error"])
 
+    def test_fields_through_a_list_merge_element_by_element(self):
+        self.feed_spaced(4)
+        _, body = self.history("?fields=cpu.cores.usage,cpu.cores.freq,cpu.usage")
+        for answer, sample in zip(body["samples"], self.hub.history):
+            cores = sample.document["cpu"]["cores"]
+            self.assertEqual(answer["cpu"], {"cores": [{"usage": c["usage"], "freq": c["freq"]} for c in cores],
+                                             "usage": sample.document["cpu"]["usage"]})
+        self.assertEqual(len(body["samples"]), 4)
+        for query, same_as in [("?fields=cpu,cpu.cores", "?fields=cpu"), ("?fields=memory,memory", "?fields=memory"),
+                               ("?fields=cpu.cores,cpu.cores.usage", "?fields=cpu.cores"),
+                               ("?fields=cpu.usage&fields=gpu.usage", "?fields=cpu.usage,gpu.usage")]:
+            self.assertEqual(self.history(query)[0].body, self.history(same_as)[0].body, query)
+
+    def test_no_path_at_all_is_every_whole_document(self):
+        self.feed_spaced(3)
+        whole = self.history()[0].body
+        for query in ["?fields=", "?fields=,,,", "?fields=%20,%20", "?fields=,%20,,&seconds=", "?fields=&fields=,"]:
+            self.assertEqual(self.history(query)[0].body, whole, query)
+
+    def test_repeated_and_new_samples_answer_from_the_view(self):
+        self.feed_spaced(5)
+        paths = parse_fields("temperature,power.vdd_in")
+        for _ in range(3):
+            for query, count in [("", len(self.hub.history)), ("&seconds=1.5", 2), ("&seconds=0", 1)]:
+                _, body = self.history("?fields=temperature,power.vdd_in" + query)
+                kept = list(self.hub.history)[len(self.hub.history) - count:]
+                self.assertEqual(body["samples"], [select(s.document, paths) for s in kept], query)
+            self.clock.advance(1)
+            self.hub.feed_line(self.lines[2])
+
     def test_head_and_options(self):
         self.feed()
         self.assertEqual(self.fetch("/api/history", method="HEAD").code, 200)
+        head = self.fetch("/api/history?fields=cpu.cores.usage", method="HEAD")
+        self.assertEqual(head.code, 200)
+        self.assertEqual(int(head.headers["Content-Length"]), len(self.history("?fields=cpu.cores.usage")[0].body))
         self.assertEqual(self.fetch("/api/history", method="OPTIONS").code, 204)
+
+
+class TestHistoryTakesTurns(HistoryCase):
+    """Answers that encode samples do it in steps, a few answers at a time, while the loop
+    serves everything else."""
+
+    __test__ = True
+
+    def get_app(self):
+        app = super().get_app()
+        self.hub.history = type(self.hub.history)(maxlen=200)
+        return app
+
+    @gen_test(timeout=30)
+    def test_many_distinct_lists_at_once(self):
+        self.feed_spaced(200)
+        hub = self.hub
+        active = {"now": 0, "most": 0}
+        real_steps = hub.history_steps
+
+        def watched_steps(seconds=None, paths=None):
+            building = False  # resumed after a pause: this answer has its turn to encode
+            try:
+                for step in real_steps(seconds, paths):
+                    yield step
+                    if step is None and not building:
+                        building = True
+                        active["now"] += 1
+                        active["most"] = max(active["most"], active["now"])
+            finally:
+                if building:
+                    active["now"] -= 1
+
+        hub.history_steps = watched_steps
+        self.addCleanup(setattr, hub_module, "HISTORY_STEP", hub_module.HISTORY_STEP)
+        hub_module.HISTORY_STEP = 4  # many pauses
+        queries = ["/api/history?fields=cpu.usage,extra.k%d" % index for index in range(12)]
+        fetches = [self.http_client.fetch(self.get_url(q)) for q in queries]
+        health = [self.http_client.fetch(self.get_url("/api/health"), raise_error=False) for _ in range(5)]
+        answers = yield fetches
+        for answer in (yield health):
+            self.assertIn(answer.code, (200, 503))
+            self.assertEqual(json.loads(answer.body)["service"], "tegrastats-api")
+        self.assertEqual(active["most"], handlers.HISTORY_BUILDERS)
+        self.assertEqual(active["now"], 0)
+        for query, answer in zip(queries, answers):
+            paths = parse_fields(query.split("=", 1)[1])
+            self.assertEqual(json.loads(answer.body)["samples"], [select(s.document, paths) for s in hub.history])
+        gate = handlers._history_gates[hub]
+        self.assertFalse(gate.locked())
 
 
 class TestHistoryBound(HistoryCase):

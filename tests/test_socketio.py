@@ -169,10 +169,11 @@ def test_server_stop_disconnects_clients(live_server, py_client, transport_lines
     assert client.disconnected.wait(WAIT_S)
 
 
-def raw_connect(port, auth=None):
-    """A Socket.IO connect on a raw WebSocket; the server's answer to it (``40{...}`` or ``44{...}``)."""
+def raw_connect(port, auth=None, query="&token=s3cret"):
+    """A Socket.IO connect on a raw WebSocket whose handshake carries ``query``; the server's
+    answer to it (``40{...}`` or ``44{...}``)."""
     deadline = deadline_after(2 * WAIT_S)  # for the whole exchange: pings do not extend it
-    client = RawWebSocket(port, SIO_PATH)
+    client = RawWebSocket(port, SIO_PATH, query=query)
     try:
         assert client.status == 101 and client.text(deadline=deadline).startswith("0{")  # Engine.IO open
         client.send("40" + ("" if auth is None else json.dumps(auth)))
@@ -186,12 +187,13 @@ def raw_connect(port, auth=None):
 
 
 @pytest.mark.parametrize("auth, accepted", [
-    ({"token": "s3cret"}, True), ({"token": "bad"}, False), ({"token": 1}, False), ({}, False),
-    (None, False), ({"token": "s3cret", "more": [1]}, True),
+    ({"token": "s3cret"}, True), ({"token": "bad"}, False), ({"token": "s3cret", "more": [1]}, True),
+    ({"token": 1}, True), ({}, True), (None, True),  # no token string in it: the handshake's counts
 ])
 def test_auth_object_on_the_wire(live_server, transport_lines, auth, accepted):
-    """The auth object of the CONNECT packet, on every stack (python-socketio 5.0 drops it;
-    tegrastats_api.compat keeps it); a refusal carries ``{"message": ...}`` on every stack."""
+    """A token in the CONNECT packet's auth object is checked too, on every stack (python-socketio
+    5.0 drops the object; tegrastats_api.compat keeps it), and a refusal carries
+    ``{"message": ...}`` on every stack (5.0 would send a bare string)."""
     server = live_server(transport_lines[:1], auth_token="s3cret")
     answer = raw_connect(server.server.port, auth)
     if accepted:
@@ -200,18 +202,28 @@ def test_auth_object_on_the_wire(live_server, transport_lines, auth, accepted):
         assert answer.startswith("44") and json.loads(answer[2:]) == {"message": "missing or invalid token"}
 
 
+@pytest.mark.parametrize("query", ["", "&token=bad", "&token=", "&Token=s3cret"])
+def test_a_handshake_without_the_token_is_refused_before_a_session(live_server, transport_lines, query):
+    server = live_server(transport_lines[:1], auth_token="s3cret")
+    response = requests.get(server.url + "/socket.io/?EIO=4&transport=polling" + query, timeout=WAIT_S)
+    assert response.status_code == 401 and response.json()["error"] == "missing or invalid token"
+    assert RawWebSocket(server.server.port, SIO_PATH, query=query).status == 401
+    assert server.server.sio.eio.sockets == {}, "a refused handshake must not leave an Engine.IO session"
+
+
 def test_auth(live_server, py_client, transport_lines):
     server = live_server(transport_lines[:1], auth_token="s3cret")
-    assert refused_message(py_client(), server.url, ["websocket"]) == "missing or invalid token"
+    with pytest.raises(socketio.exceptions.ConnectionError):  # refused at the handshake (HTTP 401)
+        py_client().connect(server.url, ["websocket"], wait_timeout=1)
     good = rest_status(server, headers={"Authorization": "Bearer s3cret"})
     cases = [
         ({"headers": {"Authorization": "Bearer s3cret"}}, server.url, ["polling"]),
         ({}, server.url + "?token=s3cret", ["websocket"]),
     ]
     if CLIENT_HAS_AUTH:
-        assert refused_message(py_client(), server.url, ["websocket"], auth={"token": "bad"}) == \
-            "missing or invalid token"
-        cases.append(({"auth": {"token": "s3cret"}}, server.url, ["websocket"]))
+        assert refused_message(py_client(), server.url + "?token=s3cret", ["websocket"],
+                               auth={"token": "bad"}) == "missing or invalid token"
+        cases.append(({"auth": {"token": "s3cret"}}, server.url + "?token=s3cret", ["websocket"]))
     for kwargs, url, transports in cases:
         client = py_client().connect(url, transports, **kwargs)
         assert client.next_update() == good
@@ -360,14 +372,18 @@ def test_node_client(live_server, node_client, transport_lines, args, transports
 
 def test_node_client_cap_and_auth(live_server, node_client, py_client, transport_lines):
     server = live_server(transport_lines[:1], max_connections=1, auth_token="s3cret")
-    bad = node_client(server.url, "--token", "wrong")
-    assert bad.next("connect_error")["message"] == "missing or invalid token"
-    assert bad.wait() == 2
+    # A wrong token: socket.io-client reports the server's reason, whether the handshake was
+    # refused (?token=, HTTP 401 over polling) or the namespace connect (the auth object).
+    for args in (["--token", "wrong"], ["--token", "wrong", "--transports", "polling"],
+                 ["--token", "wrong", "--auth-only"]):
+        bad = node_client(server.url, *args)
+        assert bad.next("connect_error")["reason"] == "missing or invalid token", args
+        assert bad.wait() == 2
     good = node_client(server.url, "--token", "s3cret", "--count", "1")
     assert good.next("tegrastats_update")["data"] == server.hub.latest_document
     assert good.wait() == 0
     wait_until(lambda: server.limiter.count == 0)
     py_client().connect(server.url + "?token=s3cret", ["websocket"]).next_update()
     over = node_client(server.url, "--token", "s3cret")
-    assert over.next("connect_error")["message"] == "too many connections (limit 1)"
+    assert over.next("connect_error")["reason"] == "too many connections (limit 1)"
     assert over.wait() == 2

@@ -32,12 +32,10 @@ from tegrastats_api.plan import (
     load_replay,
     plan_source,
 )
-from tegrastats_api.source import (
-    ReplaySource,
-    TegrastatsNotFoundError,
-    TegrastatsProcess,
-    _LineSplitter,
-)
+from tegrastats_api.hub import SnapshotHub
+from tegrastats_api.lines import STDERR_BURST, LineSplitter
+from tegrastats_api.replay import ReplaySource
+from tegrastats_api.source import TegrastatsNotFoundError, TegrastatsProcess
 
 # samples.tsv ids 17-20: TX1, old home-directory ~/tegrastats (hordiales/jetson-tx1-dev).
 TX1_LINES = [
@@ -79,6 +77,16 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie counts as dead (an orphan's zombie may stay where
+    init does not reap, as in some containers)."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 class Recorder:
     """Collects what a source reports."""
 
@@ -110,7 +118,9 @@ def test_lines_arrive_in_order(fake_tegrastats_argv: Any, lines_file: str) -> No
     rec = Recorder()
 
     async def scenario() -> None:
-        proc = rec.process(fake_tegrastats_argv("--lines", lines_file))
+        # 50 ms apart: a read holding over MAX_LINES_PER_READ lines (a stall of 0.8 s on a
+        # busy machine) would keep only its newest line
+        proc = rec.process(fake_tegrastats_argv("--lines", lines_file, interval_ms=50))
         proc.start()
         assert proc.pid is not None
         await wait_until(lambda: len(rec.lines) >= 7, what="7 lines")
@@ -124,7 +134,7 @@ def test_lines_arrive_in_order(fake_tegrastats_argv: Any, lines_file: str) -> No
 
 
 def test_stderr_is_logged_not_passed_on(fake_tegrastats_argv: Any, caplog: Any) -> None:
-    caplog.set_level(logging.WARNING, logger="tegrastats_api.source")
+    caplog.set_level(logging.WARNING, logger="tegrastats_api.lines")
     rec = Recorder()
 
     async def scenario() -> None:
@@ -145,7 +155,7 @@ def test_garbage_lines_are_passed_through(fake_tegrastats_argv: Any, lines_file:
     rec = Recorder()
 
     async def scenario() -> None:
-        proc = rec.process(fake_tegrastats_argv("--garbage", "--lines", lines_file))
+        proc = rec.process(fake_tegrastats_argv("--garbage", "--lines", lines_file, interval_ms=50))
         proc.start()
         await wait_until(lambda: len(rec.lines) >= 4, what="4 lines")
         await proc.stop()
@@ -315,7 +325,7 @@ def test_bad_lines_are_discarded_from_the_same_child(fake_tegrastats_argv: Any) 
     rec = Recorder()
 
     async def scenario() -> None:
-        argv = fake_tegrastats_argv("--long-line", "200000", "--invalid-utf8")
+        argv = fake_tegrastats_argv("--long-line", "200000", "--invalid-utf8", interval_ms=50)
         proc = rec.process(argv, max_line_bytes=65536)
         proc.start()
         pid = proc.pid
@@ -338,7 +348,7 @@ def test_line_length_limit_is_exact(fake_tegrastats_argv: Any, tmp_path: Any, si
     rec = Recorder()
 
     async def scenario() -> None:
-        argv = fake_tegrastats_argv("--long-line", str(size), "--lines", str(short))
+        argv = fake_tegrastats_argv("--long-line", str(size), "--lines", str(short), interval_ms=50)
         proc = rec.process(argv, max_line_bytes=100)
         proc.start()
         await wait_until(lambda: len(rec.lines) >= 2)
@@ -399,13 +409,173 @@ def test_runs_on_a_background_thread_with_its_own_loop(fake_tegrastats_argv: Any
     assert signal.getsignal(signal.SIGCHLD) == sigchld_before  # no SIGCHLD handler installed
 
 
+def test_the_child_leads_a_process_group_and_session_of_its_own(fake_tegrastats_argv: Any) -> None:
+    rec = Recorder()
+
+    async def scenario() -> None:
+        proc = rec.process(fake_tegrastats_argv())
+        proc.start()
+        await wait_until(lambda: len(rec.lines) >= 1)
+        assert proc.pid is not None
+        assert os.getpgid(proc.pid) == os.getsid(proc.pid) == proc.pid != os.getpgid(0)
+        await proc.stop()
+
+    run(scenario())
+
+
+def test_a_flood_neither_starves_the_loop_nor_delays_the_stop(fake_tegrastats_argv: Any, caplog: Any) -> None:
+    """A child writing without pause: the loop keeps turning, the newest lines still come."""
+    rec = Recorder()
+    gaps: list[float] = []
+
+    async def tick(done: asyncio.Event) -> None:
+        last = time.monotonic()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+
+    async def scenario() -> tuple[TegrastatsProcess, int, float]:
+        proc = rec.process(fake_tegrastats_argv("--flood"))
+        done = asyncio.Event()
+        ticker = asyncio.ensure_future(tick(done))
+        proc.start()
+        await wait_until(lambda: proc.skipped > 1000, what="a backlog")
+        await asyncio.sleep(0.5)
+        pid = proc.pid
+        assert pid is not None
+        started = time.monotonic()
+        await proc.stop()
+        done.set()
+        await ticker
+        return proc, pid, time.monotonic() - started
+
+    proc, pid, stop_s = run(scenario())
+    assert max(gaps) < 1.0, "the loop stalled for %.2f s" % max(gaps)
+    assert stop_s < 3.0
+    assert not alive(pid)
+    assert proc.skipped > len(rec.lines) > 0
+    assert all(line.startswith(("10-26-2025", "11-04-2025")) for line in rec.lines)  # whole lines
+    assert "lines skipped" in caplog.text
+
+
+def test_every_line_of_a_burst_is_handed_on_or_counted_as_skipped(fake_tegrastats_argv: Any) -> None:
+    rec = Recorder()
+
+    async def scenario() -> tuple[TegrastatsProcess, int]:
+        proc = rec.process(fake_tegrastats_argv("--flood", "--exit-after", "3000"), backoff_initial=30.0)
+        proc.start()
+        await wait_until(lambda: "restarting" in rec.states, timeout=10, what="the child's exit")
+        accounted = len(rec.lines) + proc.skipped
+        await proc.stop()
+        return proc, accounted
+
+    proc, accounted = run(scenario(), timeout=20)
+    assert accounted == 3000
+    assert proc.skipped > 0 and rec.discards == []
+
+
+def test_a_stderr_flood_is_logged_with_a_limit(fake_tegrastats_argv: Any, caplog: Any) -> None:
+    caplog.set_level(logging.WARNING, logger="tegrastats_api.lines")
+    rec = Recorder()
+
+    async def scenario() -> None:
+        proc = rec.process(fake_tegrastats_argv("--stderr-flood", interval_ms=50))
+        proc.start()
+        await wait_until(lambda: len(rec.lines) >= 5, timeout=10, what="lines during the flood")
+        await proc.stop()
+
+    run(scenario(), timeout=20)
+    messages = [r.getMessage() for r in caplog.records]
+    logged = [m for m in messages if m.startswith("tegrastats stderr: ")]
+    suppressed = [int(m.split()[0]) for m in messages if "tegrastats stderr lines suppressed" in m]
+    assert 0 < len(logged) <= 2 * STDERR_BURST  # the test takes less than two windows
+    assert suppressed and sum(suppressed) > 1000
+
+
+def test_a_grandchild_holding_stdout_does_not_hide_the_exit(fake_tegrastats_argv: Any, tmp_path: Any) -> None:
+    """The child exits, its grandchild keeps stdout open: the exit is still noticed, and the
+    grandchild is killed with the child's process group."""
+    rec = Recorder()
+    record = tmp_path / "grandchildren"
+
+    def grandchildren() -> list[int]:
+        return [int(pid) for pid in record.read_text().split()] if record.exists() else []
+
+    async def scenario() -> float:
+        argv = fake_tegrastats_argv("--exit-after", "2", "--fork-grandchild", str(record))
+        proc = rec.process(argv, **FAST)
+        proc.start()
+        first = proc.pid
+        await wait_until(lambda: proc.restarts >= 1, timeout=10, what="a restart")
+        assert first is not None and not pid_exists(first)  # reaped
+        await wait_until(lambda: len(grandchildren()) >= 1 and not alive(grandchildren()[0]),
+                         what="the grandchild killed")
+        started = time.monotonic()
+        await proc.stop()
+        stop_s = time.monotonic() - started
+        # SIGKILL was sent to the group; dying takes a moment
+        await wait_until(lambda: not [pid for pid in grandchildren() if alive(pid)], what="no grandchild left")
+        return stop_s
+
+    try:
+        stop_s = run(scenario(), timeout=20)
+    finally:
+        for pid in grandchildren():
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert stop_s < 3.0
+    assert rec.states[:3] == ["running", "restarting", "running"] and rec.states[-1] == "stopped"
+
+
+def test_a_child_that_crashes_at_once_makes_health_degraded(fake_tegrastats_argv: Any) -> None:
+    hub = SnapshotHub("tegrastats", interval_s=0.02)
+
+    async def scenario() -> TegrastatsProcess:
+        proc = TegrastatsProcess(fake_tegrastats_argv("--crash-at-once"), hub.feed_line, hub.set_state,
+                                 hub.discard, **FAST)
+        assert hub.health_status() == "starting"
+        proc.start()
+        await wait_until(lambda: proc.restarts >= 3, timeout=10, what="restarts")
+        assert hub.health_status() == "degraded"
+        await proc.stop()
+        return proc
+
+    run(scenario(), timeout=20)
+    assert hub.samples == 0 and hub.restarts >= 3
+    assert hub.health_status() == "degraded"
+
+
+def test_hurry_cuts_a_waiting_stop_short(fake_tegrastats_argv: Any) -> None:
+    rec = Recorder()
+
+    async def scenario() -> tuple[int, float]:
+        proc = rec.process(fake_tegrastats_argv("--hang"), stop_timeout=30.0)  # ignores SIGTERM
+        proc.start()
+        await wait_until(lambda: len(rec.lines) >= 1)
+        pid = proc.pid
+        assert pid is not None
+        stopping = asyncio.ensure_future(proc.stop())
+        await asyncio.sleep(0.3)
+        assert not stopping.done()  # waiting for SIGTERM to work
+        proc.hurry()
+        started = time.monotonic()
+        await stopping
+        return pid, time.monotonic() - started
+
+    pid, hurried_s = run(scenario(), timeout=40)
+    assert hurried_s < 5.0  # instead of 30
+    assert not alive(pid)
+    assert rec.states == ["running", "stopped"]
+
+
 # --- the line splitter ----------------------------------------------------------------------
 
 
 @given(st.lists(st.binary(max_size=40)), st.lists(st.integers(1, 17), min_size=1))
 def test_splitter_is_independent_of_chunking(pieces: list[bytes], sizes: list[int]) -> None:
     stream = b"\n".join(pieces) + b"\n"
-    splitter = _LineSplitter(limit=20)
+    splitter = LineSplitter(limit=20)
     out = []
     offset = index = 0
     while offset < len(stream):

@@ -2,14 +2,14 @@
 // A real socket.io-client 4.x, driven by tests/test_socketio.py and tests/test_server.py.
 //
 // usage: node sio_client.js URL [--transports polling,websocket] [--count N]
-//                                [--token T] [--timeout MS] [--expect-upgrade]
+//                                [--token T] [--auth-only] [--timeout MS] [--expect-upgrade]
 //
 // Prints one JSON object per line on stdout:
 //   {"event": "open", "transport": "polling"}          (Engine.IO connection open)
 //   {"event": "connect", "transport": "polling"}       (Socket.IO connected)
 //   {"event": "upgrade", "transport": "websocket"}
 //   {"event": "tegrastats_update", "transport": "...", "data": {...}}
-//   {"event": "connect_error", "message": "..."}
+//   {"event": "connect_error", "message": "...", "reason": "the server's reason"}
 // and prints {"event": "ready"} after the first tegrastats_update (so the test can push
 // more samples). Exits 0 after N updates (and, with --expect-upgrade, once the transport
 // is websocket), 2 on connect_error, 3 on timeout.
@@ -25,6 +25,7 @@ function parseArgs(argv) {
     if (arg === "--transports") opts.transports = argv[++i].split(",");
     else if (arg === "--count") opts.count = parseInt(argv[++i], 10);
     else if (arg === "--token") opts.token = argv[++i];
+    else if (arg === "--auth-only") opts.authOnly = true;
     else if (arg === "--timeout") opts.timeout = parseInt(argv[++i], 10);
     else if (arg === "--expect-upgrade") opts.expectUpgrade = true;
     else throw new Error("unknown argument " + arg);
@@ -37,12 +38,30 @@ function out(obj) {
   process.stdout.write(JSON.stringify(obj) + "\n");
 }
 
+// The server's reason for a refusal: the CONNECT_ERROR's message (the namespace refused
+// it), or the JSON error body of a refused Engine.IO handshake (HTTP 401/403/503 over
+// polling), which socket.io-client keeps in err.context.
+function serverReason(err) {
+  const body = err && err.context && err.context.responseText;
+  if (body) {
+    try {
+      return JSON.parse(body).error;
+    } catch (e) {
+      return body;
+    }
+  }
+  return err.description === undefined ? err.message : null;
+}
+
 function main() {
   const opts = parseArgs(process.argv.slice(2));
   const socket = io(opts.url, {
     transports: opts.transports,
     reconnection: false,
     timeout: opts.timeout,
+    // The token as the contract says (?token=, checked at the Engine.IO handshake) and in
+    // the Socket.IO auth object; --auth-only sends the auth object alone.
+    query: opts.token && !opts.authOnly ? { token: opts.token } : undefined,
     auth: opts.token ? { token: opts.token } : undefined,
   });
   let updates = 0;
@@ -84,7 +103,7 @@ function main() {
   });
   socket.on("connect", () => out({ event: "connect", transport: transport() }));
   socket.on("connect_error", (err) => {
-    out({ event: "connect_error", message: err.message });
+    out({ event: "connect_error", message: err.message, reason: serverReason(err) });
     finish(2);
   });
   socket.on("tegrastats_update", (data) => {

@@ -1,0 +1,593 @@
+"""Abuse of Socket.IO and its Engine.IO sessions, and the error answers of both push paths.
+
+- A connect whose checks raise (a lone surrogate as the auth token, a failing limiter, a
+  handler that raises past the guard) is refused, holds no slot and gets no broadcast.
+- Engine.IO handshakes need the token when one is set (401 before any session exists); without
+  one, sessions that never join the namespace are capped (503 beyond) and expire.
+- Polling clients that stop polling (never poll, poll once, leave during a long-poll) give
+  their slots back within seconds; clients that keep polling, and WebSocket ones, keep them.
+- Every error of ``/ws`` and ``/socket.io/`` is the contract's JSON, with the right status,
+  for every method, bad queries, bad upgrades and bad POST bodies.
+
+Real servers on 127.0.0.1 (``live_server``) and clients on plain sockets or requests. Loops
+are a few hundred requests; waits are deadlines, and the assertions are on status codes,
+counts and slots.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import socket
+import threading
+import time
+
+import pytest
+import requests
+import socketio
+
+from fault_tools import (
+    SIO_PATH,
+    WAIT_S,
+    RawWebSocket,
+    deadline_after,
+    document_time,
+    recv_by,
+    sio_client,
+    sio_event,
+    wait_until,
+)
+from tegrastats_api import sio as sio_module
+
+TOKEN = "tok-5d1e-SECRET"
+POLLING = "/socket.io/?EIO=4&transport=polling"
+JSON_TYPE = "application/json"
+SIO_METHODS = "GET, POST, OPTIONS"
+SWEEP_WAIT_S = 30.0  # generous: a sweep every second, 5 s of grace, a loaded machine
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def http_answer(port, request, timeout=WAIT_S):
+    """Send one raw request (bytes); ``(status, headers, body)`` of the answer, its body read
+    by Content-Length (none for HEAD), all by one deadline."""
+    deadline = deadline_after(timeout)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = recv_by(sock, deadline)
+            if not chunk:
+                raise ConnectionError("closed before the answer's head: %r" % data[:200])
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = 0 if request.startswith(b"HEAD ") else int(headers.get("content-length", "0"))
+        while len(body) < length:
+            chunk = recv_by(sock, deadline)
+            if not chunk:
+                break
+            body += chunk
+        return int(lines[0].split(" ")[1]), headers, body[:length]
+    finally:
+        sock.close()
+
+
+def request_bytes(method, path, headers=(), body=b""):
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1"] + list(headers)
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append("Content-Length: %d" % len(body))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+UPGRADE = ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+           "Sec-WebSocket-Version: 13"]
+
+
+def assert_json_error(answer, status, has_body=True):
+    """The contract's error answer: that status, JSON, ``{"error": <text>, "status": status}``."""
+    code, headers, body = answer
+    assert code == status, answer
+    assert headers.get("content-type", "").startswith(JSON_TYPE), answer
+    if not has_body:
+        assert body == b"" and int(headers["content-length"]) > 0, answer
+        return None
+    document = json.loads(body)
+    assert list(document) == ["error", "status"] and document["status"] == status, answer
+    assert isinstance(document["error"], str) and document["error"], answer
+    assert "<" not in document["error"], answer
+    return document["error"]
+
+
+def eio_sessions(server):
+    return server.call(lambda: len(server.server.sio.eio.sockets))
+
+
+def polling_handshake(server, http=None, **kwargs):
+    """``(status, response)`` of ``GET /socket.io/?EIO=4&transport=polling``."""
+    response = (http or requests).get(server.url + POLLING + kwargs.pop("query", ""), timeout=WAIT_S, **kwargs)
+    return response.status_code, response
+
+
+def open_polling(server, query=""):
+    """A new polling session's Engine.IO sid."""
+    status, response = polling_handshake(server, query=query)
+    assert status == 200, response.text
+    return json.loads(response.text[1:].split("\x1e")[0])["sid"]
+
+
+def post(server, eio_sid, body):
+    return requests.post(server.url + POLLING + "&sid=" + eio_sid, data=body, timeout=WAIT_S)
+
+
+def poll(server, eio_sid):
+    return requests.get(server.url + POLLING + "&sid=" + eio_sid, timeout=WAIT_S)
+
+
+def join_polling(server, eio_sid):
+    """Join the namespace over polling; the texts of the packets read, up to the answer and
+    the latest document sent on joining (nothing is left queued)."""
+    assert post(server, eio_sid, "40").status_code == 200
+    packets = []
+    deadline = deadline_after()
+    while not (any(p.startswith("40{") for p in packets)
+               and any(p.startswith('42["tegrastats_update"') for p in packets)):
+        assert time.monotonic() < deadline, packets
+        answer = poll(server, eio_sid)
+        assert answer.status_code == 200, answer.text
+        packets += answer.text.split("\x1e")
+    return packets
+
+
+def next_packet(client, deadline):
+    """The next Socket.IO packet (``4x``) of a raw client, answering Engine.IO pings."""
+    while True:
+        text = client.text(deadline=deadline)
+        if text == "2":
+            client.send("3")
+        elif text.startswith("4"):
+            return text
+
+
+def updates_within(client, seconds):
+    """How many ``tegrastats_update`` packets a raw client gets within ``seconds`` (till closed)."""
+    deadline = deadline_after(seconds)
+    count = 0
+    try:
+        while True:
+            text = client.text(deadline=deadline)
+            if text == "2":
+                client.send("3")
+            elif text.startswith('42["tegrastats_update"'):
+                count += 1
+    except (socket.timeout, ConnectionError, OSError):
+        return count
+
+
+def member(port, query=""):
+    """A raw Socket.IO client that joined and read the latest document sent on joining."""
+    client = sio_client(port, query=query)
+    sio_event(client)
+    return client
+
+
+def feed_and_expect(server, line, *clients):
+    """Push one sample; every client gets it (control: the broadcast works)."""
+    server.feed(line)
+    expected = server.hub.latest_document["timestamp"]
+    for client in clients:
+        assert document_time(sio_event(client)) == expected
+
+
+# --- 1. a connect whose check raises ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth_text, reason", [
+    ('{"token":"\\ud800"}', "connection refused"),
+    ('{"token":"\\udfff"}', "connection refused"),
+    ('{"token":"%s\\udbff"}' % TOKEN, "connection refused"),
+    ('{"token":"\\ud800","more":[1]}', "connection refused"),
+    ('{"token":"\\ud83d\\ude00"}', "missing or invalid token"),  # a valid pair: just wrong
+    ('{"token":"%s"}' % TOKEN, None),  # control: accepted
+], ids=["lone-high", "lone-low", "token-then-surrogate", "with-more-keys", "valid-pair", "right-token"])
+def test_connect_whose_token_check_raises_is_refused(live_server, transport_lines, caplog, auth_text, reason):
+    caplog.set_level(logging.INFO)
+    server = live_server(transport_lines[:1], auth_token=TOKEN)
+    port = server.server.port
+    good = member(port, query="&token=" + TOKEN)
+    client = RawWebSocket(port, SIO_PATH, query="&token=" + TOKEN)  # the handshake has the token
+    try:
+        deadline = deadline_after()
+        assert client.status == 101 and client.text(deadline=deadline).startswith("0{")
+        client.send("40" + auth_text)  # JSON escapes: the server decodes them to lone surrogates
+        answer = next_packet(client, deadline)
+        if reason is None:
+            assert answer.startswith("40{"), answer
+            assert server.limiter.count == 2
+            feed_and_expect(server, transport_lines[1], good)
+            assert updates_within(client, 1.0) >= 1  # control: an accepted client gets them
+        else:
+            # The check may raise (refused as "connection refused") or, with a token check
+            # that is total, say no: refused either way, and never half connected.
+            assert answer.startswith("44"), answer
+            assert json.loads(answer[2:]) in ({"message": reason}, {"message": "missing or invalid token"})
+            assert server.limiter.count == 1, "a refused client holds no slot"
+            feed_and_expect(server, transport_lines[1], good)
+            assert updates_within(client, 1.0) == 0, "a refused client got a broadcast"
+            assert client.is_closed_by_server(SWEEP_WAIT_S), "the refused session was never closed"
+    finally:
+        client.close()
+        good.close()
+    records = [r for r in caplog.records if r.name.startswith(("tegrastats_api", "socketio", "engineio"))]
+    assert not [r for r in records if r.levelno >= logging.ERROR], [r.getMessage() for r in records]
+    for record in records:
+        text = record.getMessage()
+        assert "\ud800" not in text and "\udfff" not in text and TOKEN not in text, text
+    failures = [r for r in records if "check failed" in r.getMessage()]
+    assert len(failures) <= (1 if reason == "connection refused" else 0)  # once, at WARNING
+    assert all(r.levelno == logging.WARNING for r in failures)
+
+
+def test_any_exception_in_the_connect_check_refuses(live_server, transport_lines):
+    """Not only the token: the limiter failing (no token configured) ends in a refusal too."""
+    server = live_server(transport_lines[:1])
+    port = server.server.port
+    good = member(port)
+
+    def broken(owner):
+        raise RuntimeError("limiter broken")
+
+    server.call(setattr, server.limiter, "acquire", broken)
+    client = RawWebSocket(port, SIO_PATH)
+    try:
+        deadline = deadline_after()
+        assert client.text(deadline=deadline).startswith("0{")
+        client.send("40")
+        answer = next_packet(client, deadline)
+        assert answer.startswith("44") and json.loads(answer[2:]) == {"message": "connection refused"}
+        assert server.limiter.count == 1
+        feed_and_expect(server, transport_lines[1], good)
+        assert updates_within(client, 1.0) == 0
+    finally:
+        client.close()
+    server.call(delattr, server.limiter, "acquire")  # control: the same connect works again
+    again = member(port)
+    try:
+        assert server.limiter.count == 2
+        feed_and_expect(server, transport_lines[2], good, again)
+    finally:
+        again.close()
+        good.close()
+
+
+def test_broadcasts_reach_only_accepted_clients(live_server, transport_lines):
+    """A connect handler that raises past the guard (as before the fix) leaves the client in
+    the namespace on python-socketio 5.0; it still gets no broadcast, and its session ends."""
+    server = live_server(transport_lines[:1])
+    port = server.server.port
+    namespace = sio_module.snapshot_namespace(server.server.sio)
+    good = member(port)
+
+    async def raising(sid, environ, auth=None):
+        raise RuntimeError("unguarded")
+
+    server.call(setattr, namespace, "on_connect", raising)
+    rogue = RawWebSocket(port, SIO_PATH)
+    try:
+        assert rogue.text().startswith("0{")
+        rogue.send("40")
+        wait_until(lambda: server.call(lambda: len(server.server.sio.eio.sockets)) == 2)
+        for line in transport_lines[1:4]:
+            feed_and_expect(server, line, good)
+        assert updates_within(rogue, 1.0) == 0, "a client that was never accepted got a broadcast"
+        assert server.limiter.count == 1
+        assert rogue.is_closed_by_server(SWEEP_WAIT_S)
+    finally:
+        rogue.close()
+        server.call(delattr, namespace, "on_connect")
+    feed_and_expect(server, transport_lines[4], good)
+    good.close()
+
+
+# --- 5. handshakes: the token, the cap on sessions outside the namespace, expiry ---------------
+
+
+TOKENLESS = [
+    ("polling, no token", POLLING, []),
+    ("polling, wrong token", POLLING + "&token=wrong", []),
+    ("polling, empty token", POLLING + "&token=", []),
+    ("polling, wrong bearer", POLLING, ["Authorization: Bearer wrong"]),
+    ("polling, basic auth", POLLING, ["Authorization: Basic " + TOKEN]),
+    ("polling, token in another parameter", POLLING + "&tok=" + TOKEN, []),
+    ("websocket, no token", SIO_PATH, UPGRADE),
+    ("websocket, wrong token", SIO_PATH + "&token=wrong", UPGRADE),
+    ("websocket, wrong bearer", SIO_PATH, UPGRADE + ["Authorization: Bearer wrong"]),
+]
+
+
+def test_handshake_without_the_token_is_refused_before_any_session(live_server, transport_lines):
+    server = live_server(transport_lines[:1], auth_token=TOKEN)
+    port = server.server.port
+    for _ in range(20):  # a bounded flood: nothing of it may stay
+        for name, path, headers in TOKENLESS:
+            answer = http_answer(port, request_bytes("GET", path, headers))
+            assert assert_json_error(answer, 401) == "missing or invalid token", name
+            assert answer[1].get("www-authenticate", "").startswith("Bearer"), name
+    assert eio_sessions(server) == 0
+    # The auth object alone comes after the handshake: refused with the handshake.
+    assert RawWebSocket(port, SIO_PATH).status == 401
+    # Controls: the token in the query or the header makes a session, on both transports.
+    assert polling_handshake(server, query="&token=" + TOKEN)[0] == 200
+    assert polling_handshake(server, headers={"Authorization": "Bearer " + TOKEN})[0] == 200
+    ws = RawWebSocket(port, SIO_PATH, query="&token=" + TOKEN)
+    try:
+        assert ws.status == 101 and ws.text().startswith("0{")
+        assert eio_sessions(server) == 3
+    finally:
+        ws.close()
+    member(port, query="&token=" + TOKEN).close()  # the dashboard's way: the ?token= of its page
+
+
+def test_handshakes_that_never_join_are_capped(live_server, transport_lines, monkeypatch):
+    monkeypatch.setattr(sio_module, "PENDING_TTL_S", 3600.0)  # nothing expires meanwhile
+    server = live_server(transport_lines[:1], max_connections=2)
+    port = server.server.port
+    cap = max(sio_module.MIN_PENDING, sio_module.PENDING_PER_SLOT * 2)
+    joined = member(port)  # it takes a slot, not one of the pending places
+    idle_ws = [RawWebSocket(port, SIO_PATH) for _ in range(2)]  # WebSocket sessions count too
+    assert all(ws.status == 101 for ws in idle_ws)
+    statuses = collections.Counter()
+    refusal = None
+    with requests.Session() as http:
+        for _ in range(300):
+            status, response = polling_handshake(server, http)
+            statuses[status] += 1
+            if status == 503:
+                refusal = response
+    assert statuses == {200: cap - 2, 503: 300 - (cap - 2)}, statuses
+    assert refusal.headers["Content-Type"].startswith(JSON_TYPE)
+    assert refusal.json() == {"error": "too many Socket.IO handshakes in progress (limit %d)" % cap,
+                              "status": 503}
+    assert eio_sessions(server) == cap + 1
+    ws_refused = http_answer(port, request_bytes("GET", SIO_PATH, UPGRADE))
+    assert "limit %d" % cap in assert_json_error(ws_refused, 503)
+    # Joining takes a session out of the pending ones: a handshake fits again.
+    idle_ws[0].text()
+    idle_ws[0].send("40")
+    assert next_packet(idle_ws[0], deadline_after()).startswith("40{")
+    assert polling_handshake(server)[0] == 200
+    assert polling_handshake(server)[0] == 503
+    feed_and_expect(server, transport_lines[1], joined)  # members are served throughout
+    for ws in idle_ws + [joined]:
+        ws.close()
+
+
+def test_sessions_that_never_join_expire(live_server, transport_lines):
+    server = live_server(transport_lines[:1], max_connections=1)
+    port = server.server.port
+    cap = sio_module.MIN_PENDING
+    idle_ws = [RawWebSocket(port, SIO_PATH) for _ in range(2)]
+    polling = [open_polling(server) for _ in range(cap - 2)]
+    assert len(polling) == cap - 2 and all(ws.status == 101 for ws in idle_ws)
+    assert polling_handshake(server)[0] == 503
+    # Each is closed after PENDING_TTL_S: the WebSockets by the server, the polling ones forgotten.
+    for ws in idle_ws:
+        assert ws.is_closed_by_server(SWEEP_WAIT_S)
+        ws.close()
+    wait_until(lambda: eio_sessions(server) == 0, SWEEP_WAIT_S, "the idle sessions closed")
+    for eio_sid in polling:
+        assert_json_error(http_answer(port, request_bytes("GET", POLLING + "&sid=" + eio_sid)), 400)
+    assert server.limiter.count == 0
+    client = member(port)  # control: the places are free again, and joining works
+    try:
+        assert server.limiter.count == 1
+        feed_and_expect(server, transport_lines[1], client)
+    finally:
+        client.close()
+
+
+def test_joined_clients_outlive_the_sweeps(live_server, transport_lines, monkeypatch):
+    """Control for expiry and poll grace: clients that are there keep their slots."""
+    monkeypatch.setattr(sio_module, "PENDING_TTL_S", 1.0)
+    monkeypatch.setattr(sio_module, "POLL_GRACE_S", 2.0)
+    server = live_server(transport_lines[:1])
+    ws_client = member(server.server.port)  # answers pings only when read: reads below
+    updates = collections.deque()
+    py = socketio.Client(reconnection=False)
+    py.on("tegrastats_update", updates.append)
+    py.connect(server.url, transports=["polling"])
+    try:
+        wait_until(lambda: updates and server.limiter.count == 2, what="both clients joined")
+        time.sleep(5.0)  # more than the grace and the time to join, several sweeps
+        assert server.limiter.count == 2 and py.connected
+        feed_and_expect(server, transport_lines[1], ws_client)
+        wait_until(lambda: updates and updates[-1]["timestamp"] == server.hub.latest_document["timestamp"],
+                   what="the polling client's update")
+    finally:
+        ws_client.close()
+        threading.Thread(target=py.disconnect, daemon=True).start()  # may hang over polling
+
+
+# --- 6. polling clients that stop polling -------------------------------------------------------
+
+
+def test_polling_clients_that_stop_polling_release_their_slots(live_server, transport_lines, monkeypatch):
+    grace = sio_module.POLL_GRACE_S
+    monkeypatch.setattr(sio_module, "POLL_GRACE_S", 3600.0)  # none is let go while they are set up
+    server = live_server(transport_lines[:1])  # 10 slots
+    port = server.server.port
+    limit = server.limiter.limit
+    never_polled, polled_once, left_mid_poll = [], [], []
+    for index in range(limit):
+        eio_sid = open_polling(server)
+        if index % 3 == 0:  # joins and never reads again (not even the answer to its join)
+            assert post(server, eio_sid, "40").status_code == 200
+            never_polled.append(eio_sid)
+        elif index % 3 == 1:  # reads the answer to its join, then stops
+            join_polling(server, eio_sid)
+            polled_once.append(eio_sid)
+        else:  # leaves while a long-poll is in flight
+            join_polling(server, eio_sid)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
+            sock.sendall(request_bytes("GET", POLLING + "&sid=" + eio_sid))
+            left_mid_poll.append(sock)
+    wait_until(lambda: server.limiter.count == limit, what="every slot taken")
+    # The slots are really held: /ws and Socket.IO clients are refused.
+    assert "limit %d" % limit in assert_json_error(http_answer(port, request_bytes("GET", "/ws", UPGRADE)), 503)
+    assert server.limiter.count == limit
+    monkeypatch.setattr(sio_module, "POLL_GRACE_S", grace)  # the default from now on
+    for sock in left_mid_poll:
+        time.sleep(0.2)  # the GET reaches the server and waits there
+        sock.close()
+    wait_until(lambda: server.limiter.count == 0, SWEEP_WAIT_S, "the abandoned slots released")
+    wait_until(lambda: eio_sessions(server) == 0, SWEEP_WAIT_S, "the abandoned sessions closed")
+    ws = RawWebSocket(port, "/ws")  # control: room again for push clients
+    client = member(port)
+    try:
+        assert ws.status == 101 and json.loads(ws.text())["schema"] == 1
+        assert server.limiter.count == 2
+        feed_and_expect(server, transport_lines[1], client)
+    finally:
+        ws.close()
+        client.close()
+
+
+# --- 12. every error is the contract's JSON -------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "PROPFIND"])
+def test_ws_other_methods_are_a_json_405(live_server, transport_lines, method):
+    server = live_server(transport_lines[:1])
+    body = b"x" if method == "POST" else b""
+    answer = http_answer(server.server.port, request_bytes(method, "/ws?fields=cpu", body=body))
+    assert_json_error(answer, 405, has_body=method != "HEAD")
+    assert answer[1]["allow"] == "GET"
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "HEAD", "PROPFIND"])
+def test_socketio_other_methods_are_a_json_405(live_server, transport_lines, method):
+    server = live_server(transport_lines[:1])
+    answer = http_answer(server.server.port, request_bytes(method, POLLING))
+    assert_json_error(answer, 405, has_body=method != "HEAD")
+    assert answer[1]["allow"] == SIO_METHODS
+    assert eio_sessions(server) == 0
+
+
+def test_socketio_options_is_a_204_with_cors(live_server, transport_lines):
+    server = live_server(transport_lines[:1])
+    status, headers, body = http_answer(server.server.port, request_bytes(
+        "OPTIONS", POLLING, ["Origin: http://dash.example", "Access-Control-Request-Method: POST"]))
+    assert (status, body) == (204, b"")
+    assert headers["access-control-allow-origin"] == "http://dash.example"
+    assert "POST" in headers["access-control-allow-methods"]
+
+
+@pytest.mark.parametrize("query", [
+    "", "EIO=3", "EIO=3&transport=polling", "EIO=5&transport=polling", "EIO=abc", "EIO=%ff",
+    "EIO=4&EIO=4", "transport=polling", "EIO=4&transport=bogus", "EIO=4&transport=Polling",
+    "EIO=4&transport=websocket", "EIO=4&transport=polling&transport=websocket",
+    "EIO=4&transport=polling&sid=bogus", "EIO=4&transport=polling&sid=%ff", "EIO=4&sid=" + "x" * 5000,
+    "EIO=4&transport=polling&j=x", "%ff%fe=%00", "EIO=4&transport=" + "x" * 5000,
+], ids=lambda q: q[:40])
+def test_socketio_bad_queries_are_a_json_400(live_server, transport_lines, query):
+    server = live_server(transport_lines[:1])
+    port = server.server.port
+    for method, body in (("GET", b""), ("POST", b"40")):
+        answer = http_answer(port, request_bytes(method, "/socket.io/?" + query, body=body))
+        if answer[0] == 200:  # only a valid handshake may succeed: none of these is one
+            pytest.fail("%s /socket.io/?%s was accepted: %r" % (method, query, answer))
+        assert_json_error(answer, 400)
+    assert eio_sessions(server) == 0
+
+
+@pytest.mark.parametrize("path", ["/ws", SIO_PATH])
+@pytest.mark.parametrize("headers, status", [
+    (["Upgrade: websocket", "Connection: keep-alive", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 13"], 400),
+    (["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 426),
+    (["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 99"], 426),
+    (["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"], 400),
+], ids=["connection-not-upgrade", "no-version", "version-99", "no-key"])
+def test_bad_upgrades_are_json(live_server, transport_lines, path, headers, status):
+    server = live_server(transport_lines[:1])
+    answer = http_answer(server.server.port, request_bytes("GET", path, headers))
+    assert_json_error(answer, status)
+    if status == 426:
+        assert "13" in answer[1]["sec-websocket-version"]  # which version to use
+    assert eio_sessions(server) == 0 and server.limiter.count == 0
+
+
+@pytest.mark.parametrize("query, headers, says", [
+    ("", [], "upgrade"),  # no upgrade at all
+    ("?fields=cpu.nope", UPGRADE, "cpu.nope"),
+    ("?fields=%ff", UPGRADE, "fields"),
+    ("?fields=cpu&fields=%ff%fe", UPGRADE, "fields"),
+], ids=["no-upgrade", "unknown-field", "fields-not-utf8", "second-fields-not-utf8"])
+def test_ws_bad_requests_are_a_json_400(live_server, transport_lines, query, headers, says):
+    server = live_server(transport_lines[:1])
+    answer = http_answer(server.server.port, request_bytes("GET", "/ws" + query, headers))
+    assert says in assert_json_error(answer, 400).lower()
+    assert server.limiter.count == 0
+    ws = RawWebSocket(server.server.port, "/ws", query="?fields=cpu.usage")  # control
+    try:
+        assert ws.status == 101 and set(json.loads(ws.text())) == {"timestamp", "cpu"}
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("body", [
+    b"zzz", b"\xff\xfe", b"", b"bAAA%", b"4\x1e", b"\x1e", b"0", b"2", b"6", b"9", b"99",
+    b"d=", b"3\x1e" * 20 + b"3",
+], ids=lambda b: repr(b)[:20])
+def test_bad_post_bodies_are_a_json_400_and_close_the_session(live_server, transport_lines, body):
+    server = live_server(transport_lines[:1])
+    eio_sid = open_polling(server)
+    join_polling(server, eio_sid)
+    assert server.limiter.count == 1
+    answer = post(server, eio_sid, body)
+    assert answer.status_code == 400 and answer.headers["Content-Type"].startswith(JSON_TYPE), answer.text
+    assert answer.json() == {"error": "malformed Engine.IO payload", "status": 400}
+    assert server.limiter.count == 0, "the closed session's slot is released"
+    assert_json_error(http_answer(server.server.port, request_bytes("GET", POLLING + "&sid=" + eio_sid)), 400)
+    assert eio_sessions(server) == 0
+
+
+def test_oversized_post_is_a_json_413_and_closes_the_session(live_server, transport_lines):
+    server = live_server(transport_lines[:1])
+    eio_sid = open_polling(server)
+    join_polling(server, eio_sid)
+    limit = server.server.sio.eio.max_http_buffer_size
+    answer = post(server, eio_sid, b"4" + b"x" * limit)  # over Engine.IO's limit, under the HTTP one
+    assert answer.status_code == 413 and answer.json()["status"] == 413, answer.text
+    assert server.limiter.count == 0 and eio_sessions(server) == 0
+
+
+def test_good_post_bodies_are_taken(live_server, transport_lines):
+    """Control for the two tests above: what clients really POST is answered ``ok``."""
+    server = live_server(transport_lines[:1])
+    eio_sid = open_polling(server)
+    join_polling(server, eio_sid)
+    for body in (b"3", b'42["ping"]', b"3\x1e3", b'42["x",{"a":"\xc3\xa9"}]'):
+        answer = post(server, eio_sid, body)
+        assert (answer.status_code, answer.text.lower()) == (200, "ok"), (body, answer.text)
+    assert server.limiter.count == 1
+    feed_and_expect_polling(server, eio_sid, transport_lines[1])
+
+
+def feed_and_expect_polling(server, eio_sid, line):
+    server.feed(line)
+    expected = server.hub.latest_document["timestamp"]
+    deadline = deadline_after()
+    while time.monotonic() < deadline:
+        answer = poll(server, eio_sid)
+        assert answer.status_code == 200
+        if expected in answer.text:
+            return
+    pytest.fail("the polling client never got the sample")
