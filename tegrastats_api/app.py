@@ -41,12 +41,12 @@ from tegrastats_api.handlers import (
     StaticHandler,
     StatusHandler,
     SummaryHandler,
-    log_request,
 )
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.metrics import make_registry
 from tegrastats_api.openapi import encode_spec
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
+from tegrastats_api.tokens import install_token_log_filter, log_request
 from tegrastats_api.plan import SourcePlan, plan_source
 from tegrastats_api.replay import ReplaySource
 from tegrastats_api.source import TegrastatsProcess
@@ -131,7 +131,8 @@ def make_app(
     *,
     static_dir: Optional[str] = None,
 ) -> Application:
-    """The Tornado application with the whole route table."""
+    """The Tornado application with the whole route table (and the token masked in every log)."""
+    install_token_log_filter()  # the loggers that may print a request never print a token
     common: Dict[str, Any] = {"hub": hub, "config": config, "limiter": limiter}
     routes: List[Any] = [
         (r"/api/health", HealthHandler, common),

@@ -46,10 +46,9 @@ from tegrastats_api.handlers import (
     ALLOW_HEADERS,
     finish_with_error,
     origin_allowed,
-    request_token,
-    token_valid,
 )
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
+from tegrastats_api.tokens import request_token, token_valid
 from tegrastats_api.websocket import JSONErrorAnswers
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from fault_tools import (
     wait_until,
 )
 from tegrastats_api.config import CONFIG_FILE_LIMIT, REPLAY_FILE_LIMIT, Config, ConfigError
-from tegrastats_api.handlers import redact_text, redact_token, request_token, token_valid
+from tegrastats_api.tokens import redact_text, redact_token, request_token, token_valid
 
 CLI = [sys.executable, "-m", "tegrastats_api"]
 
