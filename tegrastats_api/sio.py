@@ -12,13 +12,11 @@ per-message compression, which it forces on, and to answer every error as the co
 JSON document (:class:`tegrastats_api.websocket.JSONErrorAnswers`).
 
 Engine.IO sessions cost memory before their client joins the namespace, and a polling
-client's slot outlives the client unless someone notices it is gone; :class:`EngineSessions`
-does: a handshake (a request without ``sid``) needs the token when one is set (401 before
-any session exists) and a free place among the sessions that have not joined the namespace
-(at most :data:`PENDING_PER_SLOT` per ``--max-connections``; 503 beyond). A session that has
-not joined within :data:`PENDING_TTL_S`, and a polling session that has had no GET in
-flight for :data:`POLL_GRACE_S`, is closed, which gives its slot back. WebSocket sessions
-are left to Engine.IO's pings.
+client's slot outlives the client unless someone notices it is gone:
+:class:`tegrastats_api.sessions.EngineSessions` caps the sessions that hold no slot, closes
+the ones that never join and the polling ones whose client left. The handler here refuses a
+handshake (a request without ``sid``) without the token when one is set (401 before any
+session exists), and one over that cap (503).
 
 What it does not: encode documents (python-socketio does, per emit), or keep a backlog:
 a polling client whose Engine.IO queue is already full skips samples, and clients that
@@ -29,8 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from typing import Any, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 from urllib.parse import parse_qs
 
 import engineio.packet
@@ -38,7 +35,6 @@ import engineio.payload
 import socketio
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
-from tornado.websocket import WebSocketHandler
 
 from tegrastats_api.compat import AuthKeepingServer, connect_auth, connection_refused, enter_room
 from tegrastats_api.config import Config
@@ -48,6 +44,7 @@ from tegrastats_api.handlers import (
     origin_allowed,
 )
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
+from tegrastats_api.sessions import EngineSessions, payload_ok
 from tegrastats_api.tokens import request_token, token_valid
 from tegrastats_api.websocket import JSONErrorAnswers
 
@@ -59,15 +56,9 @@ ACCEPTED_ROOM = "tegrastats_api.accepted"  # the clients on_connect accepted: br
 MAX_BACKLOG = 4  # Engine.IO packets queued for one client before it skips samples
 PING_INTERVAL_S = 10
 PING_TIMEOUT_S = 20
-PENDING_PER_SLOT = 3  # Engine.IO sessions outside the namespace, per --max-connections ...
-MIN_PENDING = 4  # ... and at least this many
-PENDING_TTL_S = 5.0  # a session that has not joined the namespace by then is closed
-POLL_GRACE_S = 5.0  # a polling session with no GET in flight for this long is closed
-SWEEP_INTERVAL_S = 1.0
 ALLOWED_METHODS = "GET, POST, OPTIONS"
 CONNECT_FAILED = "connection refused"  # the reason given when a connect check failed by itself
 TOKEN_REFUSED = "missing or invalid token"
-_LOG_EVERY_REFUSAL = 100  # a flood of refused handshakes logs its first one, then every 100th
 
 
 class SnapshotNamespace(socketio.AsyncNamespace):
@@ -143,152 +134,6 @@ class SnapshotNamespace(socketio.AsyncNamespace):
             self.limiter.release(sid)
 
 
-class EngineSessions:
-    """The Engine.IO sessions of one server: admission of handshakes, and the sweep.
-
-    Pending sessions are those not holding a connection slot (not joined, or refused),
-    plus direct WebSocket handshakes admitted whose session Engine.IO has yet to make. At most
-    :attr:`cap` of them exist at a time; :meth:`sweep` (every :data:`SWEEP_INTERVAL_S`)
-    closes the ones older than :data:`PENDING_TTL_S`, and joined polling sessions with no
-    GET in flight since :data:`POLL_GRACE_S` (their client is gone: its slot is released).
-    """
-
-    def __init__(self, sio: socketio.AsyncServer, limiter: ConnectionLimiter) -> None:
-        self.sio = sio
-        self.limiter = limiter
-        self.cap = max(MIN_PENDING, PENDING_PER_SLOT * limiter.limit)
-        self.refused = 0
-        self._reserved: Dict[Any, float] = {}  # handler of a direct WebSocket handshake -> when admitted
-        self._seen: Dict[str, float] = {}  # Engine.IO sid -> when first seen (monotonic)
-        self._polls: Dict[str, int] = {}  # Engine.IO sid -> its GETs in flight
-        self._last_poll: Dict[str, float] = {}  # Engine.IO sid -> when its last GET began or ended
-        self._websockets: Dict[str, WebSocketHandler] = {}  # Engine.IO sid -> its upgraded WebSocket
-        self._task: Optional[asyncio.Future[None]] = None
-
-    def refusal(self) -> str:
-        return "too many Socket.IO handshakes in progress (limit %d)" % self.cap
-
-    def joined(self) -> Set[str]:
-        """Engine.IO sids of the clients that hold a connection slot."""
-        eio_sids = set()
-        for owner in self.limiter.owners():
-            if isinstance(owner, str):
-                eio_sid = self.sio.manager.eio_sid_from_sid(owner, NAMESPACE)
-                if eio_sid:
-                    eio_sids.add(eio_sid)
-        return eio_sids
-
-    def pending(self) -> int:
-        """Sessions that hold no slot (open ones), plus WebSocket handshakes under way."""
-        joined = self.joined()
-        count = len(self._reserved)
-        for eio_sid, socket in list(self.sio.eio.sockets.items()):
-            if eio_sid not in joined and not (socket.closing or socket.closed):
-                count += 1
-        return count
-
-    def admit(self, handler: Any, websocket: bool) -> bool:
-        """Whether a handshake may make a session now; a WebSocket one is counted until its
-        session exists (:meth:`unreserve`)."""
-        self.start()
-        if self.pending() >= self.cap:
-            self.refused += 1
-            if self.refused % _LOG_EVERY_REFUSAL == 1:
-                log.warning("Socket.IO handshake refused: %s (%d so far)", self.refusal(), self.refused)
-            return False
-        if websocket:
-            self._reserved[handler] = time.monotonic()
-        return True
-
-    def unreserve(self, handler: Any) -> None:
-        self._reserved.pop(handler, None)
-
-    def websocket_opened(self, eio_sid: str, handler: WebSocketHandler) -> None:
-        """An existing session's WebSocket (an upgrade): closed with the session."""
-        if eio_sid in self.sio.eio.sockets:
-            self._websockets[eio_sid] = handler
-
-    def poll_started(self, eio_sid: str) -> bool:
-        """A polling GET of ``eio_sid`` begins; False for an unknown session (not tracked)."""
-        if eio_sid not in self.sio.eio.sockets:
-            return False
-        self._polls[eio_sid] = self._polls.get(eio_sid, 0) + 1
-        self._last_poll[eio_sid] = time.monotonic()
-        return True
-
-    def poll_ended(self, eio_sid: str) -> None:
-        """A polling GET that :meth:`poll_started` returned True for is over (or its client left)."""
-        left = self._polls.pop(eio_sid, 0) - 1
-        if left > 0:
-            self._polls[eio_sid] = left
-        if eio_sid in self.sio.eio.sockets:
-            self._last_poll[eio_sid] = time.monotonic()
-
-    async def sweep(self) -> None:
-        """Close the sessions that never joined in time and the polling ones whose client left."""
-        now = time.monotonic()
-        sockets = dict(self.sio.eio.sockets)
-        for table in (self._seen, self._polls, self._last_poll, self._websockets):
-            for gone in [eio_sid for eio_sid in table if eio_sid not in sockets]:
-                del table[gone]
-        for handler in [h for h, since in self._reserved.items() if now - since >= PENDING_TTL_S]:
-            del self._reserved[handler]  # a handshake that ended in a way no callback saw
-        joined = self.joined()
-        for eio_sid, socket in sockets.items():
-            if socket.closing or socket.closed:
-                continue
-            seen = self._seen.setdefault(eio_sid, now)
-            if eio_sid not in joined:
-                if now - seen >= PENDING_TTL_S:
-                    await self.drop(eio_sid, "did not join the namespace within %g s" % PENDING_TTL_S)
-            elif not (socket.upgraded or socket.upgrading or self._polls.get(eio_sid)):
-                if now - self._last_poll.get(eio_sid, seen) >= POLL_GRACE_S:
-                    log.info("Socket.IO polling client gone (no poll for %g s): disconnected", POLL_GRACE_S)
-                    await self.drop(eio_sid, "stopped polling")
-
-    async def drop(self, eio_sid: str, why: str) -> None:
-        """Close one Engine.IO session now, without waiting for its client: the disconnect
-        handlers run (the slot is released), the session is forgotten, its WebSocket closed."""
-        log.debug("Engine.IO session closed: %s", why)
-        socket = self.sio.eio.sockets.get(eio_sid)
-        handler = self._websockets.pop(eio_sid, None)
-        if handler is None:  # a direct WebSocket session: the handler of its handshake
-            handler = self.sio.environ.get(eio_sid, {}).get("tornado.handler")
-        members = [sid for sid in self.limiter.owners()
-                   if isinstance(sid, str) and self.sio.manager.eio_sid_from_sid(sid, NAMESPACE) == eio_sid]
-        if socket is not None and not socket.closed:
-            try:
-                # wait=False: waiting for the queue to drain would wait for a client that is gone.
-                await socket.close(wait=False)
-            except Exception:  # noqa: BLE001 - a session half closed already; it goes all the same
-                log.debug("closing Engine.IO session failed", exc_info=True)
-        self.sio.eio.sockets.pop(eio_sid, None)
-        for sid in members:  # released by the disconnect handler already, unless close failed
-            self.limiter.release(sid)
-        if isinstance(handler, WebSocketHandler) and handler.ws_connection is not None:
-            handler.close(1008, "session closed")
-        for table in (self._seen, self._polls, self._last_poll):
-            table.pop(eio_sid, None)
-
-    def start(self) -> None:
-        """Start the sweep (on the first handshake; idempotent)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            try:
-                await self.sweep()
-            except Exception:  # noqa: BLE001 - the sweep must go on
-                log.exception("Engine.IO session sweep failed")
-
-
 def _token_of(environ: Dict[str, Any], auth: Any) -> Union[str, bytes, None]:
     """The token from the ``auth`` object, the Authorization header or ``?token=``."""
     if isinstance(auth, dict) and isinstance(auth.get("token"), str):
@@ -302,26 +147,6 @@ def _handshake_token_ok(expected: Optional[str], request: HTTPServerRequest) -> 
         return token_valid(expected, request_token(request.headers.get("Authorization"), request.query))
     except ValueError:  # a token that is no text at all is no valid token
         return False
-
-
-# What a polling client may POST. python-engineio answers any other packet type by closing
-# the session and waiting for its queue to drain, which a polling client never does: the
-# request would hang.
-POLLING_PACKETS = frozenset({
-    engineio.packet.CLOSE, engineio.packet.PONG, engineio.packet.MESSAGE, engineio.packet.UPGRADE,
-})
-
-
-def _payload_ok(body: bytes) -> bool:
-    """Whether a polling POST body is an Engine.IO payload of packets python-engineio takes."""
-    try:
-        text = body.decode("utf-8")
-        if not text:
-            return False
-        packets = engineio.payload.Payload(encoded_payload=text).packets
-    except (ValueError, IndexError, KeyError, TypeError):  # UnicodeError and binascii.Error too
-        return False
-    return all(packet.packet_type in POLLING_PACKETS for packet in packets)
 
 
 def _queued(sio: socketio.AsyncServer, sid: str) -> int:
@@ -349,7 +174,7 @@ def make_sio(hub: SnapshotHub, limiter: ConnectionLimiter, config: Config) -> so
         engineio_logger=False,
     )
     namespace = SnapshotNamespace(hub, limiter, config)
-    namespace.sessions = EngineSessions(sio, limiter)
+    namespace.sessions = EngineSessions(sio, limiter, NAMESPACE)
     sio.register_namespace(namespace)
     hub.subscribe(namespace.on_sample)
     return sio
@@ -442,7 +267,7 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
                 limit = sio.eio.max_http_buffer_size
                 if len(self.request.body) > limit:
                     refusal = 413, "Engine.IO payload over %d bytes" % limit
-                elif not _payload_ok(self.request.body):
+                elif not payload_ok(self.request.body):
                     refusal = 400, "malformed Engine.IO payload"
             if refusal is not None:
                 log.debug("Socket.IO client from %s posted a bad payload (%s); closed",

@@ -37,6 +37,7 @@ from fault_tools import (
     sio_event,
     wait_until,
 )
+from tegrastats_api import sessions as sessions_module
 from tegrastats_api import sio as sio_module
 
 TOKEN = "tok-5d1e-SECRET"
@@ -335,10 +336,10 @@ def test_handshake_without_the_token_is_refused_before_any_session(live_server, 
 
 
 def test_handshakes_that_never_join_are_capped(live_server, transport_lines, monkeypatch):
-    monkeypatch.setattr(sio_module, "PENDING_TTL_S", 3600.0)  # nothing expires meanwhile
+    monkeypatch.setattr(sessions_module, "PENDING_TTL_S", 3600.0)  # nothing expires meanwhile
     server = live_server(transport_lines[:1], max_connections=2)
     port = server.server.port
-    cap = max(sio_module.MIN_PENDING, sio_module.PENDING_PER_SLOT * 2)
+    cap = max(sessions_module.MIN_PENDING, sessions_module.PENDING_PER_SLOT * 2)
     joined = member(port)  # it takes a slot, not one of the pending places
     idle_ws = [RawWebSocket(port, SIO_PATH) for _ in range(2)]  # WebSocket sessions count too
     assert all(ws.status == 101 for ws in idle_ws)
@@ -371,7 +372,7 @@ def test_handshakes_that_never_join_are_capped(live_server, transport_lines, mon
 def test_sessions_that_never_join_expire(live_server, transport_lines):
     server = live_server(transport_lines[:1], max_connections=1)
     port = server.server.port
-    cap = sio_module.MIN_PENDING
+    cap = sessions_module.MIN_PENDING
     idle_ws = [RawWebSocket(port, SIO_PATH) for _ in range(2)]
     polling = [open_polling(server) for _ in range(cap - 2)]
     assert len(polling) == cap - 2 and all(ws.status == 101 for ws in idle_ws)
@@ -394,8 +395,8 @@ def test_sessions_that_never_join_expire(live_server, transport_lines):
 
 def test_joined_clients_outlive_the_sweeps(live_server, transport_lines, monkeypatch):
     """Control for expiry and poll grace: clients that are there keep their slots."""
-    monkeypatch.setattr(sio_module, "PENDING_TTL_S", 1.0)
-    monkeypatch.setattr(sio_module, "POLL_GRACE_S", 2.0)
+    monkeypatch.setattr(sessions_module, "PENDING_TTL_S", 1.0)
+    monkeypatch.setattr(sessions_module, "POLL_GRACE_S", 2.0)
     server = live_server(transport_lines[:1])
     ws_client = member(server.server.port)  # answers pings only when read: reads below
     updates = collections.deque()
@@ -418,8 +419,8 @@ def test_joined_clients_outlive_the_sweeps(live_server, transport_lines, monkeyp
 
 
 def test_polling_clients_that_stop_polling_release_their_slots(live_server, transport_lines, monkeypatch):
-    grace = sio_module.POLL_GRACE_S
-    monkeypatch.setattr(sio_module, "POLL_GRACE_S", 3600.0)  # none is let go while they are set up
+    grace = sessions_module.POLL_GRACE_S
+    monkeypatch.setattr(sessions_module, "POLL_GRACE_S", 3600.0)  # none is let go while they are set up
     server = live_server(transport_lines[:1])  # 10 slots
     port = server.server.port
     limit = server.limiter.limit
@@ -441,7 +442,7 @@ def test_polling_clients_that_stop_polling_release_their_slots(live_server, tran
     # The slots are really held: /ws and Socket.IO clients are refused.
     assert "limit %d" % limit in assert_json_error(http_answer(port, request_bytes("GET", "/ws", UPGRADE)), 503)
     assert server.limiter.count == limit
-    monkeypatch.setattr(sio_module, "POLL_GRACE_S", grace)  # the default from now on
+    monkeypatch.setattr(sessions_module, "POLL_GRACE_S", grace)  # the default from now on
     for sock in left_mid_poll:
         time.sleep(0.2)  # the GET reaches the server and waits there
         sock.close()
