@@ -228,3 +228,14 @@ def hub_app_case():
             self.hub.set_state("running")
 
     return HubAppTestCase
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    """Start ``python -m tegrastats_api run`` in child processes, on 127.0.0.1, port 0:
+    ``server_process(*run_flags, fake=None, healthy=False)`` returns a started
+    :class:`fault_tools.ServerProcess` (``fake=("--garbage",)`` feeds it the fake
+    tegrastats with those flags). Teardown stops them all and kills any fake left."""
+    from fault_tools import server_processes  # lazily: fault_tools imports this module
+
+    yield from server_processes(tmp_path)

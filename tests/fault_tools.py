@@ -1,11 +1,13 @@
-"""Tools of the fault and abuse suites (tests/test_faults.py, tests/test_abuse.py).
+"""Tools of the suites that run real servers: the one harness for a server in a child
+process, and the fault and abuse suites' tools (tests/test_faults.py, tests/test_abuse.py...).
 
 What it holds: :class:`ServerProcess` (``python -m tegrastats_api run`` in a child process,
-whose ``/proc`` entries count fds and RSS) and :func:`server_processes` for a fixture, a
-tegrastats wrapper that writes a fault and then execs tests/fake_tegrastats.py
-(:func:`faulty_tegrastats`), and clients on plain sockets that send whatever they are
-told: :class:`RawWebSocket`, :func:`sio_client`, :func:`raw_exchange`; and
-:func:`client_recv`/:func:`client_frame` for websocket-client's connections.
+whose ``/proc`` entries count fds and RSS; optionally fed by tests/fake_tegrastats.py) and
+:func:`server_processes`, the body of the ``server_process`` fixture of tests/conftest.py
+that every suite uses; a tegrastats wrapper that writes a fault and then execs
+tests/fake_tegrastats.py (:func:`faulty_tegrastats`), and clients on plain sockets that send
+whatever they are told: :class:`RawWebSocket`, :func:`sio_client`, :func:`raw_exchange`;
+and :func:`client_recv`/:func:`client_frame` for websocket-client's connections.
 
 Every wait on a socket here has one overall deadline (an absolute ``time.monotonic()``
 time) that no traffic can extend: a socket timeout alone restarts with every ``recv``, so
@@ -89,33 +91,131 @@ def settled_fds(server):
 # --- a server in a child process, and a tegrastats that misbehaves -----------------------
 
 
-class ServerProcess:
-    """``python -m tegrastats_api run --port 0 SETTINGS`` with its log in a file."""
+def proc_state(pid):
+    """The state letter of ``pid`` in ``/proc`` (``"Z"`` for a zombie), None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
-    def __init__(self, tmp_path, *settings):
+
+def kill_fake_tegrastats(pidfile):
+    """SIGKILL the fake tegrastats whose pid ``pidfile`` holds (or its wrapper, before the
+    exec), with its process group (the server starts it in a session of its own), if it
+    still runs; a pid that now belongs to another program (reused) is left alone."""
+    try:
+        pid = int(pidfile.read_text())
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return
+    ours = {FAKE_TEGRASTATS.encode(), str(pidfile.parent / "tegrastats").encode()}
+    if proc_state(pid) in (None, "Z") or not ours.intersection(argv):
+        return
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class ServerProcess:
+    """``python -m tegrastats_api --config /dev/null run --host 127.0.0.1 --port 0 SETTINGS``
+    in a child process: the checkout's package (``PYTHONPATH``, so also its ``static/``),
+    no ``TEGRASTATS_API_*`` variable, stdout discarded, stderr (the log) in a file under
+    ``tmp_path``. Started by the constructor, which returns once the log says ``serving on``
+    (the port is read from that line).
+
+    ``settings``: any ``run`` flags; ``--log-level INFO`` comes first unless they set
+    ``--debug`` or ``--log-level`` (the "serving on" line is logged at INFO: a level above
+    that never lets the start finish).
+    ``fake``: flags of tests/fake_tegrastats.py (``()`` for none): the server runs the fake
+    as its tegrastats, through :func:`faulty_tegrastats`'s wrapper (``--tegrastats``), and
+    :meth:`child_pid` reads its pid.
+    ``healthy``: :meth:`start` also waits for a ``200`` from ``/api/health`` (a sample).
+
+    :meth:`stop` signals it and returns its exit status; :meth:`start` starts it again on
+    the same port (a client that keeps the URL reconnects). Use it through the
+    ``server_process`` fixture (tests/conftest.py), whose teardown stops every server
+    and kills any fake tegrastats left (:func:`server_processes`).
+    """
+
+    def __init__(self, tmp_path, *settings, fake=None, healthy=False):
+        self.pidfile = tmp_path / "tegrastats.pid"
         self.log_path = tmp_path / ("server-%d.log" % time.monotonic_ns())
-        self._log = open(self.log_path, "w")
+        self.settings = list(settings)
+        if fake is not None:
+            wrapper, _ = faulty_tegrastats(tmp_path, *fake)
+            self.settings = ["--tegrastats", wrapper] + self.settings
+        self.healthy = healthy
+        self.port, self.url, self.proc, self._log = 0, None, None, None
+        self.start()
+
+    def argv(self):
+        chosen = "--debug" in self.settings or "--log-level" in self.settings
+        level = [] if chosen else ["--log-level", "INFO"]
+        return [sys.executable, "-m", "tegrastats_api", "--config", os.devnull, "run", "--host", "127.0.0.1",
+                "--port", str(self.port), *level, *self.settings]
+
+    def start(self, timeout=WAIT_S):
+        """Start the server (again: on the port it had) and wait until it serves; if it does
+        not within ``timeout``, kill it and raise with the tail of its log."""
+        assert not self.running(), "already running"
+        self._close_log()
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._log = open(self.log_path, "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEGRASTATS_API_")}
         env["PYTHONPATH"] = ROOT_DIR
-        level = [] if "--debug" in settings else ["--log-level", "INFO"]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tegrastats_api", "--config", os.devnull, "run", "--host", "127.0.0.1",
-             "--port", "0", *level, *settings],
-            stdout=subprocess.DEVNULL, stderr=self._log, env=env,
-        )
-        match = wait_until(lambda: self.proc.poll() is None and SERVING_RE.search(self.log()),
-                           what="server start (log: %s)" % self.log_path)
-        self.port = int(match.group(1))
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self._log, env=env)
+        try:
+            deadline = deadline_after(timeout)
+            match = None
+            while match is None:
+                if self.proc.poll() is not None:
+                    raise AssertionError("the server exited with %s before serving" % self.proc.returncode)
+                if time.monotonic() > deadline:
+                    raise AssertionError("the server did not serve within %s s" % timeout)
+                match = SERVING_RE.search(self.log_path.read_bytes()[offset:].decode("utf-8", "replace"))
+                if match is None:
+                    time.sleep(0.02)
+            self.port = int(match.group(1))
+            self.url = "http://127.0.0.1:%d" % self.port
+            if self.healthy:
+                wait_until(lambda: self._health_status() == 200, max(deadline - time.monotonic(), 1.0),
+                           what="200 from /api/health")
+        except BaseException as err:
+            self.stop(signal.SIGKILL)
+            if isinstance(err, AssertionError):
+                raise AssertionError("%s (%s); log %s ends:\n%s" % (
+                    err, " ".join(self.argv()), self.log_path, self.log()[-3000:])) from None
+            raise
+        return self
+
+    def _health_status(self):
+        try:
+            return self.get("/api/health").status_code
+        except requests.RequestException:
+            return None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
 
     def log(self):
         return self.log_path.read_text(errors="replace")
 
     def get(self, path, **kwargs):
-        return requests.get(self.url + path, timeout=WAIT_S, **kwargs)
+        return requests.get(self.url + path, **dict({"timeout": WAIT_S}, **kwargs))
 
     def health(self):
         return self.get("/api/health").json()
+
+    def child_pid(self):
+        """The fake tegrastats's pid (with ``fake=``, or a :func:`faulty_tegrastats`)."""
+        return int(self.pidfile.read_text())
 
     def rss_mb(self):
         return rss_mb(self.proc.pid)
@@ -123,37 +223,47 @@ class ServerProcess:
     def fds(self):
         return fd_count(self.proc.pid)
 
-    def stop(self):
+    def stop(self, signum=signal.SIGTERM, timeout=WAIT_S):
+        """Send ``signum`` (if it still runs) and wait ``timeout`` for the exit, then SIGKILL;
+        the exit status (``-9`` if it had to be killed). Harmless when stopped already."""
+        if self.proc is None:
+            return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signum)
             try:
-                self.proc.wait(WAIT_S)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(WAIT_S)
-        self._log.close()
+        self._close_log()
         return self.proc.returncode
+
+    def _close_log(self):
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
 def server_processes(tmp_path):
-    """The body of a ``server_process`` fixture: yields ``start(*settings)``, which starts a
-    :class:`ServerProcess`; stops them all (and any fake tegrastats left) afterwards."""
+    """The body of the ``server_process`` fixture (tests/conftest.py): yields ``start(*settings,
+    **options)``, which returns a started :class:`ServerProcess`; afterwards stops them all
+    (SIGTERM, then SIGKILL) and kills any fake tegrastats left, even when the test failed
+    or a start did (:meth:`ServerProcess.start` kills a server that does not come up)."""
     started = []
 
-    def start(*settings):
-        server = ServerProcess(tmp_path, *settings)
+    def start(*settings, **options):
+        server = ServerProcess(tmp_path, *settings, **options)  # a failed start kills its own
         started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.stop()
-    pidfile = tmp_path / "tegrastats.pid"
-    if pidfile.exists():  # never leave a fake tegrastats behind, even on failure
+    try:
+        yield start
+    finally:
         try:
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
+            for server in started:
+                server.stop()
+        finally:
+            kill_fake_tegrastats(tmp_path / "tegrastats.pid")
 
 
 WRAPPER = '''#!%(python)s

@@ -20,7 +20,6 @@ from fault_tools import (
     RawWebSocket,
     document_time,
     raw_exchange,
-    server_processes,
     sio_client,
     sio_event,
     wait_until,
@@ -28,11 +27,6 @@ from fault_tools import (
 
 TOKEN = "tok-3f9a1c-SECRET"
 WRONG_TOKEN = "tok-wrong-77e2b0"
-
-
-@pytest.fixture
-def server_process(tmp_path):
-    yield from server_processes(tmp_path)
 
 
 @pytest.mark.parametrize("request_bytes", [

@@ -15,9 +15,7 @@ from pathlib import Path
 import os
 import queue
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -171,38 +169,6 @@ def serving(**fields: Any) -> Iterator[TegrastatsServer]:
 def server() -> Iterator[TegrastatsServer]:
     with serving() as running:
         yield running
-
-
-class ServerProcess:
-    """``python -m tegrastats_api run`` on a fixed port, so it can be killed and restarted."""
-
-    def __init__(self, port: int, *args: str) -> None:
-        self.port = port
-        self.base = "http://127.0.0.1:%d" % port
-        self.argv = [sys.executable, "-m", "tegrastats_api", "run", "--host", "127.0.0.1",
-                     "--port", str(port), "--simulate", "agx-orin", "--update-interval",
-                     str(INTERVAL_S), "--log-level", "WARNING", *args]
-        self.proc: Optional[subprocess.Popen] = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_healthy(self.base)
-
-    def stop(self, signum: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signum)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ------------------------------------------------------------------ reading the page
@@ -405,11 +371,10 @@ def test_stale_data_shows_its_age_and_replay_has_a_badge(browser, live_server, t
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_server_restart_reconnecting_then_live_again(browser, signum):
-    process = ServerProcess(free_port())
-    process.start()
+def test_server_restart_reconnecting_then_live_again(browser, server_process, signum):
+    process = server_process("--simulate", "agx-orin", "--update-interval", str(INTERVAL_S), healthy=True)
     try:
-        browser.open("restart", process.base + "/")
+        browser.open("restart", process.url + "/")
         page = wait_live(browser, "restart")
         before = page_timestamp(page)
         process.stop(signum)
@@ -419,7 +384,7 @@ def test_server_restart_reconnecting_then_live_again(browser, signum):
         page = browser.ok("wait_state", page="restart", state="live", timeout=12000)
         page = browser.ok("wait_change", page="restart", **{"from": json.dumps(page_timestamp(page))})
         assert page_timestamp(page) > before
-        page, doc = read_matching(browser, "restart", process.base)
+        page, doc = read_matching(browser, "restart", process.url)
         assert_page_shows(page, doc)
     finally:
         browser.call("close", page="restart")

@@ -26,21 +26,16 @@ from fault_tools import (
     ROOT_DIR,
     WAIT_S,
     RawWebSocket,
+    deadline_after,
     child_pid,
     document_time,
     faulty_tegrastats,
-    server_processes,
     settled_fds,
     sio_client,
     sio_event,
     wait_until,
 )
 from tegrastats_api.config import Config, ConfigError
-
-
-@pytest.fixture
-def server_process(tmp_path):
-    yield from server_processes(tmp_path)
 
 
 # --- tegrastats misbehaves ----------------------------------------------------------------
@@ -372,7 +367,8 @@ def test_a_ws_client_that_never_reads_loses_frames_and_nobody_waits(server_proce
     # kept for it, in the kernel and in the server.
     newest = server.get("/api/status").json()["timestamp"]
     kept = 0
-    while document_time(stalled.text()) < newest:
+    deadline = deadline_after()
+    while document_time(stalled.text(deadline=deadline)) < newest:
         kept += 1
     stop.set()
     thread.join(WAIT_S)

@@ -31,18 +31,12 @@ from fault_tools import (
     deadline_after,
     raw_exchange,
     recv_by,
-    server_processes,
     wait_until,
 )
 from tegrastats_api.config import CONFIG_FILE_LIMIT, REPLAY_FILE_LIMIT, Config, ConfigError
 from tegrastats_api.tokens import redact_text, redact_token, request_token, token_valid
 
 CLI = [sys.executable, "-m", "tegrastats_api"]
-
-
-@pytest.fixture
-def server_process(tmp_path):
-    yield from server_processes(tmp_path)
 
 
 def _env(**extra):

@@ -1,9 +1,9 @@
 """End to end: the server as a real process, reading tests/fake_tegrastats.py as a real child.
 
-The server is ``python -m tegrastats_api run --port 0 ...``; the bound port is read from
-its ``serving on http://...`` log line. A wrapper script stands in for ``tegrastats`` so
-that the fake gets its fault flags. Also, in process: port 0, port in use and the
-simulator fallback.
+The server is ``python -m tegrastats_api run --port 0 ...`` (the ``server_process`` fixture,
+``fake=`` for the fake's fault flags: a wrapper script stands in for ``tegrastats``); the
+bound port is read from its ``serving on http://...`` log line. Also, in process: port 0,
+port in use and the simulator fallback.
 """
 from __future__ import annotations
 
@@ -11,18 +11,13 @@ import asyncio
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import struct
-import subprocess
-import sys
 
 import pytest
-import requests
 import websocket
 
-from conftest import FAKE_TEGRASTATS, TESTS_DIR
 from fault_tools import client_frame, client_recv, deadline_after, wait_until
 from test_socketio import PyClient
 from tegrastats_api.app import ListenError, Server
@@ -30,79 +25,7 @@ from tegrastats_api.config import Config
 from tegrastats_api.plan import SourcePlan
 
 WAIT_S = 10
-INTERVAL_S = 0.05
-ROOT_DIR = os.path.dirname(TESTS_DIR)
-SERVING_RE = re.compile(r"serving on http://127\.0\.0\.1:(\d+) ")
-
-
-class ServerProcess:
-    """``tegrastats-api run`` in a child process, its stderr in ``log_path``."""
-
-    def __init__(self, tmp_path, *fake_flags):
-        self.pidfile = tmp_path / "tegrastats.pid"
-        wrapper = tmp_path / "tegrastats"
-        wrapper.write_text('#!/bin/sh\nexec "%s" "%s" --pidfile "%s" %s "$@"\n' % (
-            sys.executable, FAKE_TEGRASTATS, self.pidfile, " ".join(fake_flags)))
-        wrapper.chmod(0o755)
-        self.log_path = tmp_path / "server.log"
-        self._log = open(self.log_path, "w")
-        env = dict(os.environ, PYTHONPATH=ROOT_DIR)  # also without an installed package
-        for name in list(env):
-            if name.startswith("TEGRASTATS_API_"):
-                del env[name]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tegrastats_api", "--config", os.devnull, "run",
-             "--host", "127.0.0.1", "--port", "0", "--update-interval", str(INTERVAL_S),
-             "--tegrastats", str(wrapper), "--log-level", "INFO"],
-            stdout=subprocess.DEVNULL, stderr=self._log, env=env,
-        )
-        match = wait_until(lambda: self.proc.poll() is None and SERVING_RE.search(self.log()),
-                           what="server start (log: %s)" % self.log_path)
-        self.port = int(match.group(1))
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def log(self):
-        return self.log_path.read_text()
-
-    def get(self, path):
-        return requests.get(self.url + path, timeout=WAIT_S)
-
-    def health(self):
-        return self.get("/api/health").json()
-
-    def child_pid(self):
-        return int(self.pidfile.read_text())
-
-    def stop(self, signum=signal.SIGTERM):
-        """Signal the server; its exit status."""
-        self.proc.send_signal(signum)
-        try:
-            return self.proc.wait(WAIT_S)
-        finally:
-            self.close()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(WAIT_S)
-        self._log.close()
-
-
-@pytest.fixture
-def server_process(tmp_path):
-    started = []
-
-    def start(*fake_flags):
-        server = ServerProcess(tmp_path, *fake_flags)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
-        pid = _pid_or_none(server.pidfile)
-        if pid is not None and _alive(pid):  # never leave a fake behind, even on failure
-            os.kill(pid, signal.SIGKILL)
+FAST = ("--update-interval", "0.05")  # with fake=(...): the fake tegrastats every 50 ms
 
 
 def _pid_or_none(path):
@@ -122,7 +45,7 @@ def _alive(pid):
 
 
 def test_serves_the_child_and_counts_garbage_not_stderr(server_process):
-    server = server_process("--stderr-noise", "--garbage")
+    server = server_process(*FAST, fake=("--stderr-noise", "--garbage"))
     health = wait_until(lambda: server.get("/api/health").status_code == 200 and server.health())
     assert health["source"] == "tegrastats"
     wait_until(lambda: server.health()["parse_errors"] >= 3, what="garbage counted")
@@ -138,7 +61,7 @@ def test_serves_the_child_and_counts_garbage_not_stderr(server_process):
 
 
 def test_rest_ws_and_socketio_carry_the_same_document(server_process):
-    server = server_process()
+    server = server_process(*FAST, fake=())
     wait_until(lambda: server.get("/api/status").status_code == 200)
     frames = []
     ws = websocket.create_connection(server.url.replace("http", "ws") + "/ws", timeout=WAIT_S)
@@ -160,7 +83,7 @@ def test_rest_ws_and_socketio_carry_the_same_document(server_process):
 
 
 def test_kill_9_of_the_child_is_healed(server_process):
-    server = server_process()
+    server = server_process(*FAST, fake=())
     wait_until(lambda: server.get("/api/health").status_code == 200)
     first_pid = server.child_pid()
     samples = server.health()["samples"]
@@ -174,7 +97,7 @@ def test_kill_9_of_the_child_is_healed(server_process):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_cleanly_with_no_child_left(server_process, signum):
-    server = server_process()
+    server = server_process(*FAST, fake=())
     wait_until(lambda: server.get("/api/health").status_code == 200)
     ws = websocket.create_connection(server.url.replace("http", "ws") + "/ws", timeout=WAIT_S)
     client_recv(ws, WAIT_S)
@@ -196,7 +119,7 @@ def _close_code(ws, timeout=WAIT_S):
 
 @pytest.mark.slow
 def test_a_hanging_child_is_killed_on_stop(server_process):
-    server = server_process("--hang")
+    server = server_process(*FAST, fake=("--hang",))
     wait_until(lambda: server.get("/api/health").status_code == 200)
     child = server.child_pid()
     assert server.stop() == 0

@@ -1,4 +1,5 @@
-"""The tests' own socket helpers give up by their deadline, whatever keeps coming meanwhile.
+"""The tests' own tools: the socket helpers give up by their deadline, whatever keeps coming
+meanwhile; the server harness (fault_tools.ServerProcess) leaves no process behind.
 
 A server that pings (WebSocket ping frames, Engine.IO ``2`` pings, ``6`` noops) every
 0.2 s but never sends the awaited message restarts a per-``recv`` socket timeout with each
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import signal
 import socket
 import struct
 import threading
@@ -17,7 +19,18 @@ import time
 import pytest
 import websocket  # websocket-client
 
-from fault_tools import RawWebSocket, client_frame, client_recv, raw_exchange, sio_client, sio_event
+from fault_tools import (
+    RawWebSocket,
+    ServerProcess,
+    client_frame,
+    client_recv,
+    proc_state,
+    raw_exchange,
+    server_processes,
+    sio_client,
+    sio_event,
+    wait_until,
+)
 from test_esp32 import Wire, arduino_ws_handshake, next_update, socketio_text
 
 TIMEOUT_S = 1.0
@@ -186,6 +199,50 @@ def test_websocket_client_recv_gives_up_through_ping_frames(pinging):
         assert opcode == websocket.ABNF.OPCODE_PING
     finally:
         ws.close()
+
+
+# --- tests/fault_tools.py's ServerProcess and server_processes -----------------------------
+
+
+def test_a_server_that_exits_at_start_is_reported_with_its_log(tmp_path):
+    with pytest.raises(AssertionError, match="exited with 2 before serving") as caught:
+        ServerProcess(tmp_path, "--simulate", "--update-interval", "1e-9")
+    assert "error: --update-interval" in str(caught.value)  # the log's tail
+
+
+def test_a_server_that_never_says_serving_is_killed(tmp_path):
+    server = ServerProcess(tmp_path, "--simulate")
+    assert server.stop() == 0
+    server.settings += ["--log-level", "WARNING"]  # the "serving on" line is INFO
+    with pytest.raises(AssertionError, match="did not serve within 1"):
+        server.start(timeout=1.0)
+    assert server.proc.returncode == -signal.SIGKILL
+
+
+def test_a_restart_keeps_the_port(tmp_path):
+    server = ServerProcess(tmp_path, "--simulate", "--update-interval", "0.1", healthy=True)
+    port = server.port
+    try:
+        assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+        server.start()
+        assert server.port == port and server.get("/api/health").status_code == 200
+        assert server.log().count("serving on") == 2
+    finally:
+        server.stop()
+
+
+def test_the_fixture_kills_a_fake_tegrastats_its_server_left(tmp_path):
+    """The server killed with SIGKILL leaves its tegrastats (in a session of its own, here
+    one that ignores SIGTERM) running: the teardown kills it."""
+    fixture = server_processes(tmp_path)
+    start = next(fixture)
+    server = start("--update-interval", "0.1", fake=("--hang",))
+    wait_until(lambda: server.health()["samples"] > 0, what="a sample")
+    child = server.child_pid()
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert proc_state(child) not in (None, "Z"), "the fake went with the server: nothing to test"
+    next(fixture, None)  # the teardown
+    wait_until(lambda: proc_state(child) in (None, "Z"), timeout=5, what="the fake killed")
 
 
 # --- tests/test_esp32.py's Wire -----------------------------------------------------------------

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from fault_tools import WAIT_S, RawWebSocket, server_processes, wait_until
+from fault_tools import WAIT_S, RawWebSocket, wait_until
 from tegrastats_api import handlers
 from tegrastats_api import hub as hub_module
 from tegrastats_api.fields import parse_fields, select
@@ -25,11 +25,6 @@ from tegrastats_api.fields import parse_fields, select
 MIB = 1024 * 1024
 WHOLE_BUT_EXTRA = "cpu,memory,temperature,power,gpu,emc,engines"
 LONG_NAME = "n" * 400
-
-
-@pytest.fixture
-def server_process(tmp_path):
-    yield from server_processes(tmp_path)
 
 
 def big_distinct_fields(index: int, names: int = 56) -> str:
