@@ -11,7 +11,10 @@ Measures (timings are printed and saved, never asserted):
   clients at 10 samples/s, the clients in another process on CPU 1;
 * RSS after start and after that load; CPU at 1 sample/s over 30 s with 0 and 10 clients;
 * time from ``tegrastats-api run`` to the first 200 on ``/api/status``;
-* bytes per push and per client per second for ``/ws``, ``/ws?fields=...`` and Socket.IO.
+* bytes per push and per client per second for ``/ws``, ``/ws?fields=...`` and Socket.IO;
+* a minute of mixed abuse (tests/test_mixed_abuse.py's attackers at once): peak RSS against
+  idle, ``/api/health`` p99 for a bystander, samples the well-behaved push clients received,
+  fds, the server's CPU and log lines.
 
 Results go to ``bench/results/latest.json`` (and a dated copy). ``--quick`` shortens every
 window for a try-out; ``--only SECTION`` runs some sections.
@@ -205,12 +208,49 @@ def section_startup(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
     return {"startup_s": times}, rows
 
 
+def section_abuse(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
+    """Every attacker of tests/test_mixed_abuse.py at once (token-less handshakes, distinct
+    ``fields=`` lists, abandoned polling sessions, malformed packets, slow readers) against a
+    server with a token, for 60 s (15 with --quick): what well-behaved clients still get."""
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import fault_tools
+    import test_mixed_abuse as mixed
+
+    seconds = 15.0 if quick else mixed.ATTACK_S
+    with tempfile.TemporaryDirectory() as tmp:
+        server = fault_tools.ServerProcess(Path(tmp), *mixed.SERVER_SETTINGS)
+        try:
+            figures = mixed.mixed_abuse(server, seconds)
+        finally:
+            server.stop()
+    p99 = mixed.percentile(figures["latencies"], 0.99) * 1000
+    received = ", ".join("%s %d/%d" % (name, c["window"] - len(c["missing"]), c["window"])
+                         for name, c in sorted(figures["clients"].items()))
+    rows = [
+        ("mixed abuse for %.0f s: peak RSS / idle RSS (MB, goal < 2x)" % seconds,
+         "%.1f / %.1f (%.2fx)" % (figures["peak_rss"], figures["idle_rss"], figures["peak_rss"] / figures["idle_rss"])),
+        ("mixed abuse: `/api/health` p99 for a client not attacking (ms, goal < 100)", "%.1f" % p99),
+        ("mixed abuse: samples received by the well-behaved push clients (goal: all)", received),
+        ("mixed abuse: fds before / max during / after", "%d / %d / %d" % (
+            figures["fds_before"], figures["fds_max"], figures["fds_after"])),
+        ("mixed abuse: server CPU (% of a core) and log lines", "%.0f%%, %d lines" % (
+            figures["server_cpu"] * 100, figures["log_lines"])),
+    ]
+    data = {key: figures[key] for key in ("seconds", "idle_rss", "peak_rss", "fds_before", "fds_max", "fds_after",
+                                          "server_cpu", "log_lines", "log_tracebacks")}
+    data.update(health_p99_ms=p99, received=received)
+    return {"abuse": data}, rows
+
+
 SECTIONS: Dict[str, Callable[[bool], Tuple[Dict[str, Any], List[Row]]]] = {
     "parse": section_parse,
     "http": section_http,
     "push": section_push,
     "idle": section_idle,
     "startup": section_startup,
+    "abuse": section_abuse,
 }
 
 

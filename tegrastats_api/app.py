@@ -43,13 +43,14 @@ from tegrastats_api.handlers import (
     SummaryHandler,
 )
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
+from tegrastats_api.logbudget import BUDGETED_LOGGERS, LogBudget, install_log_budget
 from tegrastats_api.metrics import make_registry
 from tegrastats_api.openapi import encode_spec
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
-from tegrastats_api.tokens import install_token_log_filter, log_request
 from tegrastats_api.plan import SourcePlan, plan_source
 from tegrastats_api.replay import ReplaySource
 from tegrastats_api.source import TegrastatsProcess
+from tegrastats_api.tokens import install_token_log_filter, log_request
 from tegrastats_api.websocket import SnapshotSocket
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,9 @@ def make_app(
     static_dir: Optional[str] = None,
 ) -> Application:
     """The Tornado application with the whole route table (and the token masked in every log)."""
-    install_token_log_filter()  # the loggers that may print a request never print a token
+    # What a client can make the server log is bounded, and never shows a token.
+    install_log_budget(BUDGETED_LOGGERS, LogBudget())
+    install_token_log_filter()
     common: Dict[str, Any] = {"hub": hub, "config": config, "limiter": limiter}
     routes: List[Any] = [
         (r"/api/health", HealthHandler, common),

@@ -157,6 +157,20 @@ def _queued(sio: socketio.AsyncServer, sid: str) -> int:
     return queue.qsize() if queue is not None else 0
 
 
+def library_logger(name: str) -> logging.Logger:
+    """python-socketio's or python-engineio's logger, errors only, through our handlers.
+
+    Given ``logger=False`` they log their errors all the same, on a ``StreamHandler`` of
+    their own that prints every line (and traceback) a second time beside the application's
+    handlers; given a logger they use it as it is. So we give them their own loggers at the
+    level they would choose (ERROR), unless a level was set on them already.
+    """
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.ERROR)
+    return logger
+
+
 def make_sio(hub: SnapshotHub, limiter: ConnectionLimiter, config: Config) -> socketio.AsyncServer:
     """The Socket.IO server, subscribed to ``hub``.
 
@@ -170,8 +184,8 @@ def make_sio(hub: SnapshotHub, limiter: ConnectionLimiter, config: Config) -> so
         cors_allowed_origins=[],
         ping_interval=PING_INTERVAL_S,
         ping_timeout=PING_TIMEOUT_S,
-        logger=False,
-        engineio_logger=False,
+        logger=library_logger("socketio.server"),
+        engineio_logger=library_logger("engineio.server"),
     )
     namespace = SnapshotNamespace(hub, limiter, config)
     namespace.sessions = EngineSessions(sio, limiter, NAMESPACE)

@@ -460,9 +460,14 @@ class RssWatch:
 # --- the test -----------------------------------------------------------------------------
 
 
-def test_a_minute_of_mixed_abuse_leaves_good_clients_whole(server_process):
-    server = server_process("--simulate", "--update-interval", str(INTERVAL_S), "--auth-token", TOKEN,
-                            "--max-connections", str(MAX_CONNECTIONS), "--history-size", str(HISTORY_SIZE))
+SERVER_SETTINGS = ("--simulate", "--update-interval", str(INTERVAL_S), "--auth-token", TOKEN,
+                   "--max-connections", str(MAX_CONNECTIONS), "--history-size", str(HISTORY_SIZE))
+
+
+def mixed_abuse(server, seconds=ATTACK_S):
+    """Attack ``server`` (a :class:`fault_tools.ServerProcess` started with
+    :data:`SERVER_SETTINGS`) for ``seconds`` with every attacker at once, and return the
+    figures: what the test asserts and ``make bench`` (section ``abuse``) prints."""
     auth = {"Authorization": "Bearer " + TOKEN}
     wait_until(lambda: server.health()["samples"] >= 5, what="a few samples")
     idle_rss = server.rss_mb()
@@ -476,8 +481,8 @@ def test_a_minute_of_mixed_abuse_leaves_good_clients_whole(server_process):
         fds_before = settled_fds(server)
 
         cpu_before, own_cpu_before, started = cpu_seconds(server.proc.pid), time.process_time(), time.monotonic()
-        prober = Prober(server.port, ATTACK_S)
-        attack = Attack(server.port, ATTACK_S)
+        prober = Prober(server.port, seconds)
+        attack = Attack(server.port, seconds)
         for launch in (handshakes_without_the_token, distinct_field_lists, polling_sessions_left_behind,
                        malformed_packets, slow_readers):
             launch(attack)
@@ -509,47 +514,77 @@ def test_a_minute_of_mixed_abuse_leaves_good_clients_whole(server_process):
             prober.close()
         watch.stop()
 
-    p99, p50 = percentile(latencies, 0.99), percentile(latencies, 0.5)
-    print("\nmixed abuse for %.0f s:" % ATTACK_S)
-    print("  RSS idle %.1f MB, peak %.1f MB (%.2fx; %d readings)" % (idle_rss, peak_rss, peak_rss / idle_rss,
-                                                                      watch.readings))
-    print("  /api/health: %d probes, p50 %.1f ms, p99 %.1f ms, max %.1f ms, outcomes %s; idle p99 %.1f ms"
-          % (len(latencies), p50 * 1000, p99 * 1000, max(latencies) * 1000, dict(health_outcomes),
-             percentile(idle_latencies, 0.99) * 1000))
-    checks = {}
+    clients = {}
     for subscriber in subscribers:
         missing, extra, repeats = missing_and_extra(subscriber.stamps, published)
         window = [s for s in published if subscriber.stamps[0] <= s <= subscriber.stamps[-1]]
-        checks[subscriber.name] = (missing, extra, subscriber.error, subscriber.has(newest))
-        print("  %s: %d of %d samples received (%d missing, %d repeated)"
-              % (subscriber.name, len(window) - len(missing), len(window), len(missing), repeats))
-    print("  fds: %d before, max %d during, %d after (back to %d or fewer after %s)" % (
-        fds_before, max(fds_during), fds_after, fds_before,
-        "never" if fds_settled_s is None else "%.1f s" % fds_settled_s))
+        clients[subscriber.name] = {"missing": missing, "extra": extra, "repeats": repeats, "error": subscriber.error,
+                                    "caught_up": subscriber.has(newest), "window": len(window), "newest": newest}
     log = server.log()
-    levels = collections.Counter(re.findall(r"^(WARNING|ERROR|CRITICAL) ", log, re.MULTILINE))
-    print("  CPU during the attack: server %.0f%%, this process (attackers, good clients) %.0f%% of a core"
-          % (server_cpu * 100, own_cpu * 100))
-    print("  server log: %d kB, %d lines, %s, %d tracebacks"
-          % (len(log) // 1024, log.count("\n"), dict(levels), log.count("Traceback (most recent call last)")))
-    for name in sorted(attack.outcomes):
-        print("  %s: %d, %s" % (name, sum(attack.outcomes[name].values()), dict(attack.outcomes[name].most_common(6))))
+    return {
+        "seconds": seconds, "idle_rss": idle_rss, "peak_rss": peak_rss, "rss_readings": watch.readings,
+        "latencies": latencies, "health_outcomes": health_outcomes, "idle_latencies": idle_latencies,
+        "clients": clients, "fds_before": fds_before, "fds_max": max(fds_during), "fds_after": fds_after,
+        "fds_settled_s": fds_settled_s, "server_cpu": server_cpu, "own_cpu": own_cpu,
+        "log_kb": len(log) // 1024, "log_lines": log.count("\n"),
+        "log_levels": collections.Counter(re.findall(r"^(WARNING|ERROR|CRITICAL) ", log, re.MULTILINE)),
+        "log_tracebacks": log.count("Traceback (most recent call last)"),
+        "outcomes": attack.outcomes, "unexpected": attack.unexpected,
+    }
 
-    assert not attack.unexpected, attack.unexpected[:5]
-    assert fds_settled_s is not None, "fds not back to %d within %g s: %d" % (fds_before, FD_SETTLE_S, fds_after)
-    assert peak_rss < 2 * idle_rss, "RSS %.1f MB, idle %.1f MB" % (peak_rss, idle_rss)
-    for name, (missing, extra, error, caught_up) in checks.items():
-        assert error is None, error
-        assert caught_up, "%s: never received the newest sample %s" % (name, newest)
-        assert not missing and not extra, "%s: missing %s, unexpected %s" % (name, missing[:5], extra[:5])
+
+def print_figures(figures):
+    latencies = figures["latencies"]
+    p99, p50 = percentile(latencies, 0.99), percentile(latencies, 0.5)
+    print("\nmixed abuse for %.0f s:" % figures["seconds"])
+    print("  RSS idle %.1f MB, peak %.1f MB (%.2fx; %d readings)" % (
+        figures["idle_rss"], figures["peak_rss"], figures["peak_rss"] / figures["idle_rss"], figures["rss_readings"]))
+    print("  /api/health: %d probes, p50 %.1f ms, p99 %.1f ms, max %.1f ms, outcomes %s; idle p99 %.1f ms"
+          % (len(latencies), p50 * 1000, p99 * 1000, max(latencies) * 1000, dict(figures["health_outcomes"]),
+             percentile(figures["idle_latencies"], 0.99) * 1000))
+    for name, client in figures["clients"].items():
+        print("  %s: %d of %d samples received (%d missing, %d repeated)"
+              % (name, client["window"] - len(client["missing"]), client["window"], len(client["missing"]),
+                 client["repeats"]))
+    print("  fds: %d before, max %d during, %d after (back to %d or fewer after %s)" % (
+        figures["fds_before"], figures["fds_max"], figures["fds_after"], figures["fds_before"],
+        "never" if figures["fds_settled_s"] is None else "%.1f s" % figures["fds_settled_s"]))
+    print("  CPU during the attack: server %.0f%%, this process (attackers, good clients) %.0f%% of a core"
+          % (figures["server_cpu"] * 100, figures["own_cpu"] * 100))
+    print("  server log: %d kB, %d lines, %s, %d tracebacks" % (
+        figures["log_kb"], figures["log_lines"], dict(figures["log_levels"]), figures["log_tracebacks"]))
+    for name in sorted(figures["outcomes"]):
+        outcomes = figures["outcomes"][name]
+        print("  %s: %d, %s" % (name, sum(outcomes.values()), dict(outcomes.most_common(6))))
+
+
+def test_a_minute_of_mixed_abuse_leaves_good_clients_whole(server_process):
+    server = server_process(*SERVER_SETTINGS)
+    figures = mixed_abuse(server, ATTACK_S)
+    print_figures(figures)
+    attack_outcomes, health_outcomes = figures["outcomes"], figures["health_outcomes"]
+    p99 = percentile(figures["latencies"], 0.99)
+
+    assert not figures["unexpected"], figures["unexpected"][:5]
+    assert figures["fds_settled_s"] is not None, "fds not back to %d within %g s: %d" % (
+        figures["fds_before"], FD_SETTLE_S, figures["fds_after"])
+    assert figures["peak_rss"] < 2 * figures["idle_rss"], "RSS %.1f MB, idle %.1f MB" % (
+        figures["peak_rss"], figures["idle_rss"])
+    for name, client in figures["clients"].items():
+        assert client["error"] is None, client["error"]
+        assert client["caught_up"], "%s: never received the newest sample %s" % (name, client["newest"])
+        assert not client["missing"] and not client["extra"], "%s: missing %s, unexpected %s" % (
+            name, client["missing"][:5], client["extra"][:5])
     assert sum(health_outcomes.values()) == health_outcomes[200], dict(health_outcomes)
     assert p99 < HEALTH_P99_S, "/api/health p99 %.0f ms" % (p99 * 1000)
+    # the log stays within its budget (tegrastats_api/logbudget.py): tens of lines a second at most
+    assert figures["log_lines"] < 20 * ATTACK_S, "%d log lines" % figures["log_lines"]
     # every attacker did its part
     for name, least in [("a-polling", 1000), ("a-websocket", 300), ("b-status", 1000), ("b-history", 1000),
                         ("c-polling-left", 100), ("d-ws", 100), ("d-socketio", 100), ("d-raw", 20), ("e-slow", 50)]:
-        assert sum(attack.outcomes[name].values()) >= least, (name, dict(attack.outcomes[name]))
-    assert set(attack.outcomes["a-polling"]) == {"401"}, dict(attack.outcomes["a-polling"])
-    assert set(attack.outcomes["a-websocket"]) == {"401"}, dict(attack.outcomes["a-websocket"])
-    assert set(attack.outcomes["b-status"]) == {"200", "400"}, dict(attack.outcomes["b-status"])
-    assert set(attack.outcomes["b-history"]) == {"200", "400"}, dict(attack.outcomes["b-history"])
-    assert attack.outcomes["c-polling-left"]["joined"] >= 100, dict(attack.outcomes["c-polling-left"])
+        assert sum(attack_outcomes[name].values()) >= least, (name, dict(attack_outcomes[name]))
+    assert set(attack_outcomes["a-polling"]) == {"401"}, dict(attack_outcomes["a-polling"])
+    assert set(attack_outcomes["a-websocket"]) == {"401"}, dict(attack_outcomes["a-websocket"])
+    assert set(attack_outcomes["b-status"]) == {"200", "400"}, dict(attack_outcomes["b-status"])
+    assert set(attack_outcomes["b-history"]) == {"200", "400"}, dict(attack_outcomes["b-history"])
+    assert attack_outcomes["c-polling-left"]["joined"] >= 100, dict(attack_outcomes["c-polling-left"])
