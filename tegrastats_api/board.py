@@ -226,15 +226,24 @@ class BoardFacts:
         }
 
     def describe(self) -> str:
-        """One line for the start-up log: ``NVIDIA Jetson AGX Orin, JetPack 6.2 (L4T 36.4.3),
-        power mode MAXN, fan 42%``; ``unknown board`` when nothing is known."""
-        parts = [("simulated " if self.source == "simulator" else "") + (self.model or "unknown board")]
-        if self.l4t:
-            parts.append("JetPack %s (L4T %s)" % (self.jetpack or "?", self.l4t))
-        if self.power_mode_id is not None:
-            parts.append("power mode %s" % (self.power_mode_name or self.power_mode_id))
-        parts += ["fan %s%%" % ("?" if f.speed_pct is None else "%g" % f.speed_pct) for f in self.fans]
-        return ", ".join(parts)
+        """One line for the start-up log (see :func:`describe`)."""
+        return describe(self.to_dict(None))
+
+
+def describe(document: Mapping[str, Any]) -> str:
+    """A ``/api/board`` document in one line, for logs and terminals: ``NVIDIA Jetson AGX
+    Orin, JetPack 6.2 (L4T 36.4.3), power mode MAXN, fan 42%``; ``unknown board`` when
+    nothing is known, ``simulated ...`` for the simulator. Pure: takes the JSON as parsed."""
+    simulated = "simulated " if document.get("source") == "simulator" else ""
+    parts = [simulated + (document.get("model") or "unknown board")]
+    if document.get("l4t"):
+        parts.append("JetPack %s (L4T %s)" % (document.get("jetpack") or "?", document["l4t"]))
+    mode = document.get("power_mode")
+    if mode:
+        parts.append("power mode %s" % (mode.get("name") or mode.get("id")))
+    for fan in document.get("fans") or []:
+        parts.append("fan %s%%" % ("?" if fan.get("speed") is None else "%g" % fan["speed"]))
+    return ", ".join(parts)
 
 
 class BoardReader:

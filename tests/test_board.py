@@ -319,6 +319,14 @@ def test_the_start_up_description():
         "power mode MAXN_SUPER, fan 42%")
     assert BoardReader(None).facts().describe() == "unknown board"
     assert BoardReader.for_source("simulator", "nano", None).facts().describe() == "simulated NVIDIA Jetson Nano 4GB"
+    # the same from the JSON a client got (what a terminal view of /api/board prints)
+    from tegrastats_api.board import describe
+
+    document = json.loads(json.dumps(BoardReader(root("jp4-nano")).facts().to_dict(None)))
+    assert describe(document) == ("NVIDIA Jetson Nano Developer Kit, JetPack 4.6.6 (L4T 32.7.6), power mode 5W, "
+                                  "fan 30.2%")
+    assert describe({"power_mode": {"id": 9, "name": None}, "fans": [{"name": "pwmfan", "speed": None}]}) == (
+        "unknown board, power mode 9, fan ?%")
 
 
 # --- through the real server ---------------------------------------------------------------
