@@ -22,6 +22,7 @@
   const SERVER_RESTART_RETRY_MS = 1000;   // after "io server disconnect" (server stopping)
   const REFUSED_RETRY_MS = 5000;          // after a refused connection (token, cap)
   const HISTORY_FIELDS = "cpu.usage,cpu.cores.usage,gpu.usage,emc.usage,temperature,power";
+  const BOARD_REFRESH_MS = 10000;         // /api/board: power mode and fans change, slowly
   const PALETTE = ["#76b900", "#3b82f6", "#f59e0b", "#ef4444", "#a855f7", "#14b8a6",
     "#ec4899", "#84cc16", "#f97316", "#06b6d4", "#8b5cf6", "#eab308"];
   const DASH = "\u2014";
@@ -484,6 +485,54 @@
     queueRender();
   }
 
+  // ---------------------------------------------------------------- the board (/api/board)
+
+  /** "JetPack 6.2 (L4T 36.4.3)", "L4T 36.9.9", or "" when the release is unknown. */
+  function releaseText(board) {
+    if (!board.l4t) return board.jetpack ? "JetPack " + board.jetpack : "";
+    return board.jetpack ? "JetPack " + board.jetpack + " (L4T " + board.l4t + ")" : "L4T " + board.l4t;
+  }
+
+  /** "fan 42 % · 2100 rpm" per fan (the name when there are several). */
+  function fansText(fans) {
+    return fans.map((fan) => {
+      const label = fans.length > 1 ? fan.name : "fan";
+      const speed = fan.speed === null ? DASH : trimNum(fan.speed, 1) + " %";
+      return label + " " + speed + (fan.rpm === null ? "" : ", " + fan.rpm + " rpm");
+    }).join(", ");
+  }
+
+  function renderBoard(board) {
+    const model = byId("board-model");
+    model.textContent = board.model || "Jetson";
+    model.dataset.value = JSON.stringify(board.model);
+    document.title = (board.model || "Jetson") + " \u00b7 tegrastats-api";
+    const mode = board.power_mode;
+    const parts = [
+      releaseText(board),
+      mode ? "power mode " + (mode.name || mode.id) : "",
+      fansText(board.fans || []),
+    ].filter(Boolean);
+    const line = byId("board-line");
+    line.textContent = parts.join(" \u00b7 ");
+    line.hidden = !parts.length;
+    line.dataset.value = JSON.stringify(board);
+  }
+
+  /** Fetch /api/board now and every BOARD_REFRESH_MS (quietly nothing where it fails). */
+  async function loadBoard() {
+    try {
+      const res = await fetch("api/board", {
+        headers: token ? { Authorization: "Bearer " + token } : {},
+        cache: "no-store",
+      });
+      if (res.ok) renderBoard(await res.json());
+    } catch (err) {
+      // the server is restarting: the next round tries again
+    }
+    setTimeout(loadBoard, BOARD_REFRESH_MS);
+  }
+
   const charts = {};
 
   function cssVar(name) {
@@ -754,6 +803,7 @@
     renderCharts();
     connect();
     backfill();
+    loadBoard();
   }
 
   init();

@@ -29,9 +29,11 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
+from tegrastats_api.board import BoardReader, sysroot_from_environ
 from tegrastats_api.compat import shutdown_sio
 from tegrastats_api.config import Config
 from tegrastats_api.handlers import (
+    BoardHandler,
     HealthHandler,
     HistoryHandler,
     MetricsHandler,
@@ -131,14 +133,21 @@ def make_app(
     config: Config,
     *,
     static_dir: Optional[str] = None,
+    board: Optional[BoardReader] = None,
 ) -> Application:
-    """The Tornado application with the whole route table (and the token masked in every log)."""
+    """The Tornado application with the whole route table (and the token masked in every log).
+
+    ``board`` answers ``/api/board``; without one, no board file is read (every fact null
+    but a simulated board's recorded identity).
+    """
     # What a client can make the server log is bounded, and never shows a token.
     install_log_budget(BUDGETED_LOGGERS, LogBudget())
     install_token_log_filter()
+    board = board or BoardReader.for_source(hub.source, hub.board, None)
     common: Dict[str, Any] = {"hub": hub, "config": config, "limiter": limiter}
     routes: List[Any] = [
-        (r"/api/health", HealthHandler, common),
+        (r"/api/health", HealthHandler, dict(common, board=board)),
+        (r"/api/board", BoardHandler, dict(common, board=board)),
         (r"/api/status", StatusHandler, common),
         (r"/api/cpu", SectionHandler, dict(common, section="cpu")),
         (r"/api/memory", SectionHandler, dict(common, section="memory")),
@@ -147,7 +156,7 @@ def make_app(
         (r"/api/summary", SummaryHandler, common),
         (r"/api/history", HistoryHandler, common),
         (r"/api/openapi\.json", OpenAPIHandler, dict(common, document=encode_spec())),
-        (r"/metrics", MetricsHandler, dict(common, registry=make_registry(hub, limiter))),
+        (r"/metrics", MetricsHandler, dict(common, registry=make_registry(hub, limiter, board))),
         (r"/api/.*", NotFoundHandler, common),
         (r"/ws", SnapshotSocket, common),
         (r"/socket\.io/", make_sio_handler(sio, config)),
@@ -181,12 +190,15 @@ class Server:
     """One running tegrastats-api: source, hub, REST, ``/ws`` and Socket.IO.
 
     ``await start()`` and ``await stop()`` must run on the IOLoop the server serves on
-    (any thread). ``plan`` overrides the source choice (tests, the library).
+    (any thread). ``plan`` overrides the source choice (tests, the library); ``sysroot`` is
+    where the board's files are read (default: ``$TEGRASTATS_API_SYSROOT``, else ``/``; the
+    one place that variable is read).
     """
 
-    def __init__(self, config: Config, *, plan: Optional[SourcePlan] = None) -> None:
+    def __init__(self, config: Config, *, plan: Optional[SourcePlan] = None, sysroot: Optional[str] = None) -> None:
         self.config = config
         self.plan = plan
+        self.sysroot = sysroot if sysroot is not None else sysroot_from_environ(os.environ)
         self.hub: Optional[SnapshotHub] = None
         self.limiter = ConnectionLimiter(config.max_connections)
         self.sio: Optional[socketio.AsyncServer] = None
@@ -219,7 +231,8 @@ class Server:
             plan.kind, history_size=config.history_size, interval_s=config.update_interval, board=plan.board
         )
         self.sio = make_sio(hub, self.limiter, config)
-        self._listen(make_app(hub, self.limiter, self.sio, config))
+        board = BoardReader.for_source(plan.kind, plan.board, self.sysroot)
+        self._listen(make_app(hub, self.limiter, self.sio, config, board=board))
         self.source = make_source(plan, hub, config)
         started = False
         try:
@@ -229,7 +242,8 @@ class Server:
             if not started:  # e.g. tegrastats vanished since plan_source looked
                 self._http.stop()  # type: ignore[union-attr]
                 self._http = None
-        log.info("serving on %s (source: %s; listening on %s)", self.url, plan.kind, " and ".join(self.addresses))
+        log.info("%s; serving on %s (source: %s; listening on %s)", board.facts().describe(), self.url, plan.kind,
+                 " and ".join(self.addresses))
 
     def _listen(self, app: Application) -> None:
         try:
@@ -285,16 +299,19 @@ async def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-async def serve(config: Config, *, ready: Optional[Callable[[Server], None]] = None) -> int:
+async def serve(
+    config: Config, *, ready: Optional[Callable[[Server], None]] = None, sysroot: Optional[str] = None
+) -> int:
     """Serve until one of :data:`STOP_SIGNALS` (or cancellation), stop in order, return 0.
 
     ``ready(server)`` is called once the server listens (``server.port`` is the bound
     port, useful with port 0). Signal handlers are installed only in the main thread,
     before the server starts and until it has stopped: a signal during start-up stops it
     once started, and a repeated one hurries the stop (:meth:`Server.hurry`) instead of
-    killing the process with the child still running. Raises what :meth:`Server.start` raises.
+    killing the process with the child still running. ``sysroot`` as for :class:`Server`.
+    Raises what :meth:`Server.start` raises.
     """
-    server = Server(config)
+    server = Server(config, sysroot=sysroot)
     stop = asyncio.Event()
     signals = _install_signal_handlers(lambda signum: _on_signal(signum, stop, server))
     try:
@@ -308,7 +325,7 @@ async def serve(config: Config, *, ready: Optional[Callable[[Server], None]] = N
     return 0
 
 
-def run(config: Config) -> int:
+def run(config: Config, sysroot: Optional[str] = None) -> int:
     """Blocking :func:`serve` on a new event loop; the process exit status.
 
     What is loaded by now (modules, classes: most of the heap) lives as long as the
@@ -316,7 +333,7 @@ def run(config: Config) -> int:
     would walk it all and hold up the pushes for tens of ms (docs/PERFORMANCE.md).
     """
     gc.freeze()
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, sysroot=sysroot))
 
 
 def _install_signal_handlers(handler: Callable[[int], None]) -> List[int]:

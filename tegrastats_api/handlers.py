@@ -5,6 +5,7 @@ What it does: :class:`BaseAPIHandler` answers JSON only (errors included, as
 ``OPTIONS`` with 204, supports ``HEAD`` and checks the bearer token. The endpoints are
 :class:`HealthHandler`, :class:`StatusHandler` and one :class:`SectionHandler` per section
 (a row of the route table each), :class:`HistoryHandler` (``/api/history``),
+:class:`BoardHandler` (``/api/board``, the board's own facts),
 :class:`MetricsHandler` (``/metrics``, Prometheus text) and :class:`OpenAPIHandler`
 (``/api/openapi.json``). :func:`origin_allowed` is the Origin rule that ``/ws`` and
 Socket.IO apply as well; the token rules are in :mod:`tegrastats_api.tokens`.
@@ -27,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from tegrastats_api import __version__
+from tegrastats_api.board import BoardReader
 from tegrastats_api.config import Config
 from tegrastats_api.fields import FieldsError, Path, parse_fields
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
@@ -156,6 +158,12 @@ class HealthHandler(BaseAPIHandler):
 
     requires_auth = False
 
+    def initialize(  # type: ignore[override]
+        self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter, board: BoardReader
+    ) -> None:
+        super().initialize(hub, config, limiter)
+        self.board = board
+
     def get(self, *args: Any) -> None:
         body = self.health()
         status = 200 if body["status"] == "healthy" else 503
@@ -176,7 +184,23 @@ class HealthHandler(BaseAPIHandler):
             "parse_errors": hub.parse_errors,
             "restarts": hub.restarts,
             "version": __version__,
+            "model": self.board.model,
         }
+
+
+class BoardHandler(BaseAPIHandler):
+    """``/api/board``: model, L4T, JetPack, power mode, fans, hostname, kernel and uptime
+    (:mod:`tegrastats_api.board`); 200 from the start (board facts do not wait for a sample)."""
+
+    def initialize(  # type: ignore[override]
+        self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter, board: BoardReader
+    ) -> None:
+        super().initialize(hub, config, limiter)
+        self.board = board
+
+    def get(self, *args: Any) -> None:
+        document = self.board.facts().to_dict(format_timestamp(self.hub.clock()))
+        self.send_json(json.dumps(document).encode("utf-8"))
 
 
 class StatusHandler(BaseAPIHandler):

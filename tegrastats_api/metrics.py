@@ -10,8 +10,13 @@ a name exists on every board once there is data. :func:`make_registry` gives eac
 its own ``CollectorRegistry`` (never the global default one) and :func:`render` its
 exposition text. :func:`guess_board` names the board for ``jetson_info``.
 
-Before the first sample only the exporter's own families and ``jetson_info`` are served
-(still a 200: scrapers treat errors as a dead target). The energy counter is integrated by
+The board's own facts (:mod:`tegrastats_api.board`, read at most every few seconds) add
+``model``, ``l4t`` and ``jetpack`` labels to ``jetson_info`` (empty when unknown),
+``jetson_power_mode_info{id,name} 1`` and, per fan, ``jetson_fan_speed_ratio`` and
+``jetson_fan_rpm``; they do not wait for a sample.
+
+Before the first sample only the exporter's own families, ``jetson_info`` and the board's
+families are served (still a 200: scrapers treat errors as a dead target). The energy counter is integrated by
 the hub as samples arrive (:mod:`tegrastats_api.energy`), not here.
 
 What it does not: serve HTTP (see :mod:`tegrastats_api.handlers`) or read any clock.
@@ -25,6 +30,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from tegrastats_api import __version__
+from tegrastats_api.board import BoardFacts, BoardReader
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 from tegrastats_api.summary import input_power_mw
 
@@ -185,6 +191,19 @@ def power_families(document: Document) -> List[Metric]:
     ]
 
 
+def board_families(facts: BoardFacts) -> List[Metric]:
+    """The power mode and the fans, from the board's files (never from the samples)."""
+    mode = [] if facts.power_mode_id is None else [((str(facts.power_mode_id), facts.power_mode_name or ""), 1.0)]
+    return [
+        _gauge("power_mode_info", "Always 1: the nvpmodel power mode (id, and name from nvpmodel.conf)",
+               ["id", "name"], mode),
+        _gauge("fan_speed_ratio", "PWM duty of the fan, 0 to 1 of full speed (/api/board fans[].speed / 100)",
+               ["fan"], [((f.name,), _scale(f.speed_pct, divisor=PCT)) for f in facts.fans]),
+        _gauge("fan_rpm", "Fan speed from its tachometer, revolutions per minute, where there is one",
+               ["fan"], [((f.name,), f.rpm) for f in facts.fans]),
+    ]
+
+
 DOCUMENT_FAMILIES: Tuple[Callable[[Document], List[Metric]], ...] = (
     cpu_families, gpu_families, engine_families, memory_families, sensor_families, power_families,
 )
@@ -193,17 +212,22 @@ DOCUMENT_FAMILIES: Tuple[Callable[[Document], List[Metric]], ...] = (
 class SnapshotCollector:
     """Metric families of the hub's newest sample, the energy totals and the exporter's counters."""
 
-    def __init__(self, hub: SnapshotHub, limiter: ConnectionLimiter) -> None:
+    def __init__(self, hub: SnapshotHub, limiter: ConnectionLimiter, board: BoardReader) -> None:
         self.hub = hub
         self.limiter = limiter
+        self.board = board
 
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
         document = hub.latest_document
+        facts = self.board.facts()
         yield from self._exporter_families()
-        board = hub.board or guess_board(document)
-        yield _gauge("info", "Always 1: tegrastats-api version, sample source and board name",
-                     ["version", "source", "board"], [((__version__, hub.source, board), 1.0)])
+        name = hub.board or guess_board(document)
+        labels = (__version__, hub.source, name, facts.model or "", facts.l4t or "", facts.jetpack or "")
+        yield _gauge("info", "Always 1: tegrastats-api version, sample source, board name (guessed from the "
+                     "samples), and the board's model, L4T and JetPack (empty when unknown)",
+                     ["version", "source", "board", "model", "l4t", "jetpack"], [(labels, 1.0)])
+        yield from board_families(facts)
         if document is None:
             return
         for build in DOCUMENT_FAMILIES:
@@ -226,10 +250,14 @@ class SnapshotCollector:
         ]
 
 
-def make_registry(hub: SnapshotHub, limiter: ConnectionLimiter) -> CollectorRegistry:
-    """A registry of this server's own (not the process-wide default) holding one collector."""
+def make_registry(
+    hub: SnapshotHub, limiter: ConnectionLimiter, board: Optional[BoardReader] = None
+) -> CollectorRegistry:
+    """A registry of this server's own (not the process-wide default) holding one collector;
+    without ``board``, no board file is read."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(hub, limiter))  # type: ignore[arg-type]
+    board = board or BoardReader.for_source(hub.source, hub.board, None)
+    registry.register(SnapshotCollector(hub, limiter, board))  # type: ignore[arg-type]
     return registry
 
 

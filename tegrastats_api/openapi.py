@@ -84,6 +84,20 @@ def _snapshot(partial: bool) -> Schema:
     return schema
 
 
+def _board() -> Schema:
+    """``/api/board`` (CONTRACT.md section 7): the board's own facts, null when unknown."""
+    n_str = _t("string", True)
+    fan = _obj({"name": _t("string"), "speed": _t("number", True, minimum=0, maximum=100, description="% of full PWM"),
+                "rpm": _t("integer", True, minimum=0, description="tachometer, null without one")}, False)
+    mode = _obj({"id": _t("integer", minimum=0), "name": n_str}, False, nullable=True)
+    return _obj({
+        "model": n_str, "l4t": _t("string", True, pattern=r"^\d+\.\d+\.\d+$"), "jetpack": n_str,
+        "power_mode": mode, "fans": _t("array", items=fan), "hostname": n_str, "kernel": n_str,
+        "uptime": _t("number", True, minimum=0, description="seconds since boot"),
+        "source": _t("string", enum=["board", "simulator", "replay"]), "timestamp": TIMESTAMP,
+    }, False)
+
+
 def _schemas() -> Dict[str, Schema]:
     n_int, string = _t("integer", True), _t("string")
     full = _sections(False)
@@ -99,7 +113,9 @@ def _schemas() -> Dict[str, Schema]:
             "connected_clients": _t("integer"), "max_connections": _t("integer"), "source": string,
             "last_sample_age": _t("number", True), "samples": _t("integer"), "parse_errors": _t("integer"),
             "restarts": _t("integer"), "version": string,
+            "model": _t("string", True, description="the board's model (/api/board), null when unknown"),
         }, False),
+        "Board": _board(),
         "Summary": _obj({
             "timestamp": TIMESTAMP, "source": _t("string", True), "cpu": _t("number", True), "gpu": n_int,
             "ram_used": _t("integer"), "ram_total": _t("integer"), "swap_used": n_int,
@@ -156,6 +172,9 @@ def _paths() -> Dict[str, Schema]:
             "content": {"application/json": {"schema": {"anyOf": [{"$ref": REF + "Snapshot"},
                                                                    {"$ref": REF + "SnapshotFields"}]}}}},
             400, 401, 503, params=[FIELDS], tags=["data"]),
+        "/api/board": _get("the board's own facts: model, L4T and JetPack, power mode, fans, hostname, kernel, "
+                           "uptime (read under $TEGRASTATS_API_SYSROOT); 200 before the first sample too",
+                           _json("Board", "board facts, null where the board lacks them"), 401, tags=["data"]),
         "/api/summary": _get("headline numbers in under 256 bytes", _json("Summary", "summary"), 401, 503,
                              tags=["data"]),
         "/api/history": _get("the kept samples, oldest first", _json("History", "samples"), 400, 401, 503,

@@ -19,10 +19,15 @@ from tegrastats_api.config import Config, check_files
 
 
 class TegrastatsServer:
-    """``with TegrastatsServer(Config(port=0, simulate="nano")) as server: server.url``."""
+    """``with TegrastatsServer(Config(port=0, simulate="nano")) as server: server.url``.
 
-    def __init__(self, config: Optional[Config] = None) -> None:
+    ``sysroot``: where the board's files are read (``/api/board``); default
+    ``$TEGRASTATS_API_SYSROOT``, else ``/``.
+    """
+
+    def __init__(self, config: Optional[Config] = None, *, sysroot: Optional[str] = None) -> None:
         self.config = config if config is not None else Config()
+        self.sysroot = sysroot
         self._server: Optional[Server] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
@@ -30,7 +35,7 @@ class TegrastatsServer:
     def run(self) -> int:
         """Serve in this thread until SIGINT/SIGTERM; returns the exit status (0)."""
         check_files(self.config)
-        return run(self.config)
+        return run(self.config, self.sysroot)
 
     @property
     def port(self) -> Optional[int]:
@@ -71,7 +76,7 @@ class TegrastatsServer:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        self._server = Server(self.config)
+        self._server = Server(self.config, sysroot=self.sysroot)
         try:
             loop.run_until_complete(self._server.start())
         except Exception as err:  # handed to the thread that called start()

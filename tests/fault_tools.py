@@ -136,6 +136,7 @@ class ServerProcess:
     as its tegrastats, through :func:`faulty_tegrastats`'s wrapper (``--tegrastats``), and
     :meth:`child_pid` reads its pid.
     ``healthy``: :meth:`start` also waits for a ``200`` from ``/api/health`` (a sample).
+    ``env``: environment variables to set for the server (``TEGRASTATS_API_SYSROOT``...).
 
     :meth:`stop` signals it and returns its exit status; :meth:`start` starts it again on
     the same port (a client that keeps the URL reconnects). Use it through the
@@ -143,7 +144,7 @@ class ServerProcess:
     and kills any fake tegrastats left (:func:`server_processes`).
     """
 
-    def __init__(self, tmp_path, *settings, fake=None, healthy=False):
+    def __init__(self, tmp_path, *settings, fake=None, healthy=False, env=None):
         self.pidfile = tmp_path / "tegrastats.pid"
         self.log_path = tmp_path / ("server-%d.log" % time.monotonic_ns())
         self.settings = list(settings)
@@ -151,6 +152,7 @@ class ServerProcess:
             wrapper, _ = faulty_tegrastats(tmp_path, *fake)
             self.settings = ["--tegrastats", wrapper] + self.settings
         self.healthy = healthy
+        self.extra_env = dict(env or {})
         self.port, self.url, self.proc, self._log = 0, None, None, None
         self.start()
 
@@ -169,6 +171,7 @@ class ServerProcess:
         self._log = open(self.log_path, "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEGRASTATS_API_")}
         env["PYTHONPATH"] = ROOT_DIR
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self._log, env=env)
         try:

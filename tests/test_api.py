@@ -12,7 +12,7 @@ from tegrastats_api.config import Config
 DATA_PATHS = ["/api/status", "/api/cpu", "/api/memory", "/api/temperature", "/api/power"]
 HEALTH_KEYS = {
     "status", "service", "timestamp", "connected_clients", "max_connections", "source",
-    "last_sample_age", "samples", "parse_errors", "restarts", "version",
+    "last_sample_age", "samples", "parse_errors", "restarts", "version", "model",
 }
 JSON_TYPE = "application/json; charset=UTF-8"
 

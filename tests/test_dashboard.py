@@ -156,11 +156,12 @@ def wait_healthy(base: str, timeout_s: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def serving(**fields: Any) -> Iterator[TegrastatsServer]:
-    """A simulator server in a background thread, healthy (it has a sample) when entered."""
+def serving(sysroot: Optional[str] = None, **fields: Any) -> Iterator[TegrastatsServer]:
+    """A simulator server in a background thread, healthy (it has a sample) when entered;
+    ``sysroot``: where it reads the board's files (default: the environment's, else ``/``)."""
     config = Config(**dict({"host": "127.0.0.1", "port": 0, "simulate": "agx-orin",
                             "update_interval": INTERVAL_S}, **fields))
-    with TegrastatsServer(config) as server:
+    with TegrastatsServer(config, sysroot=sysroot) as server:
         wait_healthy(server.url)
         yield server
 
@@ -435,3 +436,46 @@ def test_layout_without_horizontal_scroll_in_light_and_dark_and_screenshots(brow
             assert os.path.getsize(path) > 20000, path
     assert_clean_log(browser, "phone", server.url)
     browser.ok_all("close", names)
+
+
+SYSROOTS = os.path.join(TESTS_DIR, "fixtures", "sysroots")
+
+
+def wait_board(browser: Browser, page: str, timeout_s: float = 10.0) -> Dict[str, Any]:
+    """The page once it has shown /api/board (its header line has a value)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        board = browser.ok("read", page=page)["board"]
+        if board["value"] is not None or time.monotonic() > deadline:
+            return board
+        time.sleep(0.05)
+
+
+def test_the_header_names_the_board_its_jetpack_power_mode_and_fan(browser, tmp_path):
+    """A replayed Orin Nano with the fake JetPack 6 root, a simulated Thor and a board with
+    none of the files: the header says what /api/board says, and no more."""
+    from tegrastats_api.plan import load_board
+
+    replay = tmp_path / "orin-nano.txt"
+    replay.write_text("\n".join(load_board("orin-nano")) + "\n", encoding="utf-8")
+    cases = [
+        (dict(simulate=None, replay=str(replay), sysroot=os.path.join(SYSROOTS, "jp6-orin-nano")),
+         "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super",
+         "JetPack 6.2 (L4T 36.4.3) \u00b7 power mode MAXN_SUPER \u00b7 fan 42 %, 2100 rpm"),
+        (dict(simulate="thor", sysroot=os.path.join(SYSROOTS, "jp6-orin-nano")),
+         "NVIDIA Jetson AGX Thor 128GB", "JetPack 7.1 (L4T 38.4.0)"),
+        (dict(simulate=None, replay=str(replay), sysroot=str(tmp_path / "no-such-root")), "Jetson", None),
+    ]
+    for index, (fields, model, line) in enumerate(cases):
+        with serving(**fields) as server:
+            browser.open("board", server.url + "/", reuse=index > 0)
+            wait_live(browser, "board")
+            board = wait_board(browser, "board")
+            assert board["value"] is not None, "the page never showed /api/board"
+            assert (board["model"], board["line"]) == (model, line), board
+            assert board["title"] == model + " \u00b7 tegrastats-api"
+            if index == 0:
+                browser.ok("screenshot", page="board", path=os.path.join(ARTIFACTS, "dashboard-board.png"),
+                           fullPage=False)
+            assert_clean_log(browser, "board", server.url)
+    browser.ok("close", page="board")

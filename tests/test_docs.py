@@ -41,11 +41,13 @@ DYNAMIC = {"temperature": "<sensor>", "power": "<rail>", "engines": "<engine>", 
 JSON_TYPES = ("null", "boolean", "integer", "number", "string", "array", "object")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SOURCES = ("tegrastats", "simulator", "replay")
-# CONTRACT.md section 3, health row; cross-checked against the contract when it is there.
+# CONTRACT.md section 3, health row, then section 7's `model`; cross-checked against the
+# contract when it is there.
 HEALTH_KEYS = [
     "status", "service", "timestamp", "connected_clients", "max_connections", "source",
-    "last_sample_age", "samples", "parse_errors", "restarts", "version",
+    "last_sample_age", "samples", "parse_errors", "restarts", "version", "model",
 ]
+HEALTH_KEYS_SECTION_7 = ["model"]
 # CONTRACT.md sections 3 and 6: every path, whether served yet or planned.
 ENDPOINTS = [
     "/api/health", "/api/status", "/api/cpu", "/api/memory", "/api/temperature", "/api/power",
@@ -362,7 +364,11 @@ def test_health_example_has_the_contract_keys():
     if CONTRACT_PATH.exists():
         row = next(r for r in _contract_section_3().split("\n") if "/api/health" in r)
         for key in HEALTH_KEYS:
-            assert '"%s"' % key in row, "%s is not in CONTRACT.md's health row" % key
+            if key not in HEALTH_KEYS_SECTION_7:
+                assert '"%s"' % key in row, "%s is not in CONTRACT.md's health row" % key
+        contract = CONTRACT_PATH.read_text(encoding="utf-8")
+        for key in HEALTH_KEYS_SECTION_7:
+            assert "`/api/health` carries `%s`" % key in contract, key
 
 
 def test_error_examples_have_the_contract_shape():

@@ -80,7 +80,8 @@ def test_only_the_first_records_of_a_window_keep_their_traceback():
         except ValueError:
             logger.exception("packet %s refused", index)
     assert [exc is not None for exc, _message in records] == [True, True, False, False, False]
-    assert records[2][1] == "packet 2 refused (ValueError: bad packet 2 (100% garbage); traceback left out by the log budget)"
+    assert records[2][1] == ("packet 2 refused (ValueError: bad packet 2 (100% garbage); "
+                             "traceback left out by the log budget)")
 
 
 def test_each_level_and_logger_has_its_own_budget():

@@ -39,7 +39,7 @@ EXPORTER = {
     "jetson_exporter_push_clients", "jetson_exporter_last_sample_timestamp_seconds", "jetson_info",
 }
 UNIT_SUFFIXES = ("_ratio", "_hertz", "_bytes", "_celsius", "_watts", "_joules_total", "_seconds", "_total",
-                 "_online", "_blocks", "_clients", "_info")
+                 "_online", "_blocks", "_clients", "_info", "_rpm")  # jetson_fan_rpm: CONTRACT.md section 7
 Key = Tuple[str, Tuple[Tuple[str, str], ...]]
 
 
@@ -137,9 +137,9 @@ def assert_agrees(text: str, document: Mapping[str, Any]) -> None:
         assert got[key] == pytest.approx(value, rel=1e-12), key
 
 
-def fed_hub(*lines: str, step_s: float = 1.0, **kwargs: Any) -> SnapshotHub:
+def fed_hub(*lines: str, step_s: float = 1.0, source: str = "replay", **kwargs: Any) -> SnapshotHub:
     clock = FakeClock()
-    hub = SnapshotHub("replay", clock=clock, interval_s=1.0, **kwargs)
+    hub = SnapshotHub(source, clock=clock, interval_s=1.0, **kwargs)
     for line in lines:
         hub.feed_line(line)
         clock.advance(step_s)
@@ -221,14 +221,21 @@ def test_board_guess_names_every_simulated_board(board):
         assert guess_board(fed_hub(line).latest_document) == board
 
 
+def info_labels(
+    board: str, source: str, model: str = "", l4t: str = "", jetpack: str = ""
+) -> Tuple[Tuple[str, str], ...]:
+    """The sorted labels of ``jetson_info`` (model, L4T and JetPack empty when unknown)."""
+    return tuple(sorted({"board": board, "source": source, "version": __version__, "model": model, "l4t": l4t,
+                         "jetpack": jetpack}.items()))
+
+
 def test_info_names_version_source_and_board():
     series = scrape(exposition(SnapshotHub("tegrastats")))
-    labels = (("board", "unknown"), ("source", "tegrastats"), ("version", __version__))
-    assert series[("jetson_info", labels)] == 1.0
-    info = ("jetson_info", (("board", "nano"), ("source", "replay"), ("version", __version__)))
-    assert info in scrape(exposition(fed_hub(ROWS["27"])))  # a Nano, replayed
-    info = ("jetson_info", (("board", "thor"), ("source", "replay"), ("version", __version__)))
-    assert info in scrape(exposition(fed_hub(ROWS["8"], board="thor")))  # the simulator's board name wins
+    assert series[("jetson_info", info_labels("unknown", "tegrastats"))] == 1.0
+    assert ("jetson_info", info_labels("nano", "replay")) in scrape(exposition(fed_hub(ROWS["27"])))  # a Nano, replayed
+    # the simulator's board name wins over the guess, and its recorded identity comes along
+    series = scrape(exposition(fed_hub(ROWS["8"], source="simulator", board="thor")))
+    assert series[("jetson_info", info_labels("thor", "simulator", "NVIDIA Jetson AGX Thor 128GB", "38.4.0", "7.1"))]
 
 
 def test_each_server_has_its_own_registry():
@@ -378,6 +385,11 @@ METRIC_RE = re.compile(r"\bjetson_[a-z0-9_]+\b")
 # Grafana's own variables, replaced by what Grafana would put there, so PromQL tools can read the queries.
 GRAFANA_VARIABLES = {"$instance": ".*", "$__rate_interval": "2s", "$__range": "10s"}
 SIMULATED = ("agx-orin", "nano")
+# A third board, replayed from the orin-nano recording with the fake Orin Nano root of
+# tests/fixtures/sysroots/ (power mode, fan): the simulators have neither.
+REPLAYED = "orin-nano"
+FLEET = SIMULATED + (REPLAYED,)
+SYSROOT = os.path.join(TESTS_DIR, "fixtures", "sysroots", "jp6-orin-nano")
 
 
 def dashboard() -> Dict[str, Any]:
@@ -399,15 +411,20 @@ def promql(expr: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def simulated_fleet():
-    """A simulated AGX Orin and a simulated Nano, 20 samples a second: ``{board: server}``."""
+def simulated_fleet(tmp_path_factory):
+    """A simulated AGX Orin, a simulated Nano and a replayed Orin Nano with a board root, 20
+    samples a second: ``{board: server}``."""
     from tegrastats_api import TegrastatsServer
 
+    replay = tmp_path_factory.mktemp("fleet") / "orin-nano.txt"
+    replay.write_text("\n".join(load_board(REPLAYED)) + "\n")
     servers = {}
     try:
         for board in SIMULATED:
             config = Config(host="127.0.0.1", port=0, simulate=board, update_interval=0.05)
             servers[board] = TegrastatsServer(config).start()
+        config = Config(host="127.0.0.1", port=0, replay=str(replay), update_interval=0.05)
+        servers[REPLAYED] = TegrastatsServer(config, sysroot=SYSROOT).start()
         yield servers
     finally:
         for server in servers.values():
@@ -428,16 +445,21 @@ def test_dashboard_has_the_board_picker_and_every_panel():
             assert target["datasource"]["uid"] == "${datasource}"
 
 
-def test_every_dashboard_metric_is_served_by_a_simulated_agx_orin_and_nano(simulated_fleet):
+def test_every_dashboard_metric_is_served_by_two_simulated_boards_and_a_board_root(simulated_fleet):
     wanted = {name for expr in dashboard_queries() for name in METRIC_RE.findall(expr)}
     sampled = set()
+    identity = {
+        "agx-orin": ("simulator", "NVIDIA Jetson AGX Orin 64GB", "36.4.4", "6.2.1"),
+        "nano": ("simulator", "NVIDIA Jetson Nano 4GB", "", ""),
+        REPLAYED: ("replay", "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super", "36.4.3", "6.2"),
+    }
     for board, server in simulated_fleet.items():
         declared, seen = scrape_one_loop(server.url, len(load_board(board)))
         assert wanted <= declared, "%s lacks %s" % (board, sorted(wanted - declared))
         sampled |= seen
         info = [labels for name, labels in scrape(requests.get(server.url + "/metrics", timeout=5).text)
                 if name == "jetson_info"]
-        assert info == [(("board", board), ("source", "simulator"), ("version", __version__))]
+        assert info == [info_labels(board, *identity[board])]
     assert wanted <= sampled, "never sampled: %s" % sorted(wanted - sampled)
 
 
@@ -486,8 +508,9 @@ def test_scrape_example_is_a_valid_config_on_the_servers_port():
 
 
 def test_prometheus_graphs_every_dashboard_query_from_two_boards(simulated_fleet, tmp_path):
-    """The issue's "done when": a real Prometheus scraping a simulated AGX Orin and Nano
-    returns data for every query of the dashboard, and sees both boards in jetson_info.
+    """The issue's "done when": a real Prometheus scraping a simulated AGX Orin and Nano (and a
+    replayed board with a board root, for the fan and power-mode panels) returns data for
+    every query of the dashboard, and sees every board in jetson_info.
     About 6 s: Prometheus applies new scrape targets on a 5 s tick."""
     import socket
     import time
@@ -519,7 +542,7 @@ def test_prometheus_graphs_every_dashboard_query_from_two_boards(simulated_fleet
                     del pending[expr]
         assert not pending, "no data for %s; log: %s" % (sorted(pending), (tmp_path / "prometheus.log").read_text())
         boards = requests.get(api + "query", params={"query": "jetson_info"}, timeout=5).json()["data"]["result"]
-        assert sorted(r["metric"]["board"] for r in boards) == sorted(SIMULATED)
+        assert sorted(r["metric"]["board"] for r in boards) == sorted(FLEET)
     finally:
         process.terminate()
         try:

@@ -11,7 +11,8 @@
 //   {"cmd": "wait_state", "page": "p", "state": "live", "timeout": 5000}
 //                                                -> {"ok": true, "state": "live", "text": "live"}
 //   {"cmd": "read", "page": "p"}                 -> {"ok": true, "state", "text", "badge", "tempMax",
-//                                                    "charts", "fields": [[path, rawJSON, text, unit], ...]}
+//                                                    "charts", "board": {model, line, value, title},
+//                                                    "fields": [[path, rawJSON, text, unit], ...]}
 //   {"cmd": "wait_change", "page": "p", "from": "<timestamp JSON>", "timeout": 5000}
 //   {"cmd": "layout", "page": "p"}               -> {"ok": true, "scrollWidth", "clientWidth", "overflowing": [...],
 //                                                    "background"}
@@ -79,6 +80,9 @@ function readPage() {
     badge: { hidden: badge.hidden, text: badge.textContent },
     tempMax: document.querySelector("[data-testid=temp-max]").dataset.value || null,
     charts: document.querySelectorAll(".chart .plot canvas").length,
+    board: { model: document.getElementById("board-model").textContent,
+      line: document.getElementById("board-line").hidden ? null : document.getElementById("board-line").textContent,
+      value: document.getElementById("board-line").dataset.value || null, title: document.title },
     fields: Array.from(document.querySelectorAll("[data-field]"))
       .map((node) => [node.dataset.field, node.dataset.value === undefined ? null : node.dataset.value,
         node.textContent, node.dataset.unit || ""]),
