@@ -105,28 +105,37 @@ def _words(field: Field) -> List[Field]:
 
 def _flow(label: str, fields: List[Field], width: int, indent: int = LABEL_WIDTH) -> List[Line]:
     """``label`` then the fields two spaces apart, a new line (indented) where the next
-    field does not fit; a field wider than a line is broken at its spaces, and a word
-    wider than a line (a long name, never a number) is cut."""
+    field does not fit. A field wider than a line is broken at its spaces; a word wider
+    than the room after the indent starts at column 0, and only one wider than the whole
+    line (a long name on a very narrow terminal) is cut."""
     room = max(1, width - indent)
-    laid: List[Field] = []
+    laid: List[Tuple[str, Field]] = []  # (separator from the one before, field)
     for field in fields:
-        laid.extend([field] if sum(len(s.text) for s in field) <= room else _words(field))
+        if sum(len(s.text) for s in field) <= room:
+            laid.append(("  ", field))
+        else:
+            laid.extend((" " if i else "  ", word) for i, word in enumerate(_words(field)))
     lines: List[Line] = []
     line: Line = [Span(label.ljust(indent), "title")] if indent else []
-    used = indent
-    for field in laid:
+    used, empty = indent, True
+    for sep, field in laid:
         size = sum(len(s.text) for s in field)
-        if used > indent and used + 2 + size > width:
+        if not empty and used + len(sep) + size > width:
             lines.append(line)
-            line, used = [Span(" " * indent)] if indent else [], indent
-        if used > indent:
-            line.append(Span("  "))
-            used += 2
+            line, used, empty = [Span(" " * indent)] if indent else [], indent, True
+        if empty and used + size > width and used:
+            if label and not lines:  # keep the label on a line of its own
+                lines.append(line)
+            line, used = [], 0
+        if not empty:
+            line.append(Span(sep))
+            used += len(sep)
         for span in field:
             text = span.text[:max(0, width - used)]
             line.append(Span(text, span.style))
             used += len(text)
-    if used > indent:
+        empty = False
+    if not empty:
         lines.append(line)
     return lines
 

@@ -27,7 +27,7 @@ import errno
 import json
 import os
 import signal
-from typing import IO, Any, Callable, Dict, List, Optional
+from typing import IO, Any, Callable, Dict, List, Optional, Union
 
 from tegrastats_api.config import Config
 from tegrastats_api.console import Header, Line, render, text_of
@@ -87,13 +87,16 @@ class JsonLines:
 
 
 class Screens:
-    """A terminal: the screen of :func:`render`, full-screen (curses) or as plain text."""
+    """A terminal: the screen of :func:`render`, full-screen (curses) or as plain text
+    (a whole screen per sample, the status line alone when the connection changes)."""
 
-    def __init__(self, out: IO[str], target: str, curses_screen: Optional[CursesScreen], colour: bool) -> None:
+    def __init__(self, out: IO[str], target: str, curses_screen: Optional[CursesScreen], colour: bool,
+                 hint: str) -> None:
         self.out = out
         self.target = target
         self.curses = curses_screen
         self.colour = colour
+        self.hint = hint
         self.samples = Samples()
         self.link: Optional[Link] = None
         self.ascii = not _encodes(getattr(out, "encoding", None) or "ascii")
@@ -106,27 +109,26 @@ class Screens:
         self.draw()
 
     def change(self) -> None:
-        if self.curses is not None or self.link is None or not self.link.connected or self.samples.doc is None:
-            self.draw()
+        self.draw(with_sample=self.curses is not None)
 
-    def lines(self, width: int) -> List[Line]:
+    def lines(self, width: int, with_sample: bool = True) -> List[Line]:
         link = self.link
         age, stale_after = self.samples.age(), self.samples.stale_after()
         status, level = link.status(age, stale_after) if link is not None else ("", "")
-        hint = "q quits" if self.curses is not None else "q Enter quits"
-        header = Header(self.target, status, level, hint)
+        header = Header(self.target, status, level, self.hint)
         stale = not (link is not None and link.connected) or (age is not None and age > stale_after)
-        lines = render(self.samples.doc, width, colour=self.colour, header=header, stale=stale)
+        doc = self.samples.doc if with_sample else None
+        lines = render(doc, width, colour=self.colour, header=header, stale=stale)
         if self.ascii:
             lines = [[span._replace(text=span.text.translate(ASCII)) for span in line] for line in lines]
         return lines
 
-    def draw(self) -> None:
+    def draw(self, with_sample: bool = True) -> None:
         try:
             if self.curses is not None:
                 self.curses.draw(self.lines(self.curses.width()))
             else:
-                self.out.write(text_of(self.lines(_width(self.out))) + "\n\n")
+                self.out.write(text_of(self.lines(_width(self.out), with_sample)) + "\n\n")
                 self.out.flush()
         except OSError as err:
             if _closed(err):
@@ -170,14 +172,16 @@ def _discard(out: IO[str]) -> None:
         os.close(devnull)
 
 
-def _choose(out: IO[str], target: str, environ: Dict[str, str]) -> Any:
-    """JSON lines, a full screen or plain screens (see the module docstring)."""
+def _choose(out: IO[str], target: str, environ: Dict[str, str]) -> Optional[Screens]:
+    """None for JSON lines, else a full screen or plain screens (see the module docstring)."""
     if not out.isatty():
         return None
     caps = terminal_caps(out.fileno(), environ.get("TERM"))
-    colour = caps.colours and not environ.get("NO_COLOR")
-    full = caps.addressable and _isatty(0) and out.fileno() == 1
-    return Screens(out, target, CursesScreen(colour) if full else None, colour and full)
+    colour = caps.colours and not environ.get("NO_COLOR")  # no-color.org: set and not empty
+    keys = _isatty(0)
+    full = caps.addressable and keys and out.fileno() == 1
+    hint = ("q quits" if full else "q Enter quits") if keys else "Ctrl-C quits"
+    return Screens(out, target, CursesScreen(colour) if full else None, colour and full, hint)
 
 
 def _isatty(fd: int) -> bool:
@@ -192,7 +196,7 @@ async def _follow(config: Config, out: IO[str], err: IO[str], duration: Optional
     stop = asyncio.Event()
     target = base_url(config).split("://", 1)[1]
     screens = _choose(out, target, dict(os.environ))
-    view = screens if screens is not None else JsonLines(out, err)
+    view: Union[Screens, JsonLines] = screens if screens is not None else JsonLines(out, err)
     link = Link(config, view.frame, view.change)
     view.link = link
     handled = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
@@ -200,7 +204,7 @@ async def _follow(config: Config, out: IO[str], err: IO[str], duration: Optional
         loop.add_signal_handler(signum, stop.set)
     follow = asyncio.ensure_future(link.run(give_up=screens is None))
     stopped = asyncio.ensure_future(stop.wait())
-    cleanup: List[Callable[[], None]] = []
+    cleanup: List[Callable[[], Any]] = []
     try:
         if screens is not None:
             cleanup = _attach(loop, screens, stop)
@@ -219,9 +223,9 @@ async def _follow(config: Config, out: IO[str], err: IO[str], duration: Optional
         raise MonitorError("cannot connect to %s: %s" % (link.url.split("?")[0], link.reason or "gave up"))
 
 
-def _attach(loop: asyncio.AbstractEventLoop, screens: Screens, stop: asyncio.Event) -> List[Callable[[], None]]:
+def _attach(loop: asyncio.AbstractEventLoop, screens: Screens, stop: asyncio.Event) -> List[Callable[[], Any]]:
     """Open the screen and wire the keyboard (``q``), SIGWINCH and the tick; the undo steps."""
-    undo: List[Callable[[], None]] = []
+    undo: List[Callable[[], Any]] = []
     if screens.curses is not None:
         screens.curses.open()
         undo.append(screens.curses.close)
@@ -248,8 +252,9 @@ def _on_keys(stop: asyncio.Event) -> None:
 
 
 def _on_resize(screens: Screens) -> None:
-    screens.curses.resize()
-    screens.draw()
+    if screens.curses is not None:
+        screens.curses.resize()
+        screens.draw()
 
 
 async def _tick(screens: Screens) -> None:

@@ -12,7 +12,6 @@ seen), handle signals, or decide what to show.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Dict, List, NamedTuple, Optional
 
 from tegrastats_api.console import Line, Span
@@ -56,8 +55,9 @@ def terminal_caps(fd: int, term: Optional[str]) -> Caps:
 class CursesScreen:
     """The whole terminal while the monitor runs; ``colour`` False draws no attributes."""
 
-    def __init__(self, colour: bool) -> None:
+    def __init__(self, colour: bool, fd: int = 1) -> None:
         self.colour = colour
+        self.fd = fd  # the terminal curses draws on (initscr's stdout)
         self.window: Any = None
         self.attrs: Dict[str, int] = {}
 
@@ -110,8 +110,8 @@ class CursesScreen:
     def resize(self) -> None:
         """Take the terminal's new size (after SIGWINCH)."""
         try:
-            size = os.get_terminal_size(sys.__stdout__.fileno())
-        except (OSError, ValueError, AttributeError):
+            size = os.get_terminal_size(self.fd)
+        except OSError:
             return
         curses.resizeterm(size.lines, size.columns)
 
