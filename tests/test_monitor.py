@@ -110,7 +110,7 @@ class Pane:
     prints a marker first and, after the monitor, its exit status and whether the
     terminal's modes (``stty -g``) came back; the monitor's stderr goes to a file."""
 
-    def __init__(self, tmp_path, port, width=100, height=40, env=None, flags=()):
+    def __init__(self, tmp_path, port, width=100, height=40, env=None, flags=(), stdin=None):
         require_tool(os.access(TMUX, os.X_OK), "tmux (apt-get install tmux)")
         self.socket = "tsa-mon-%d-%d" % (os.getpid(), next(_sockets))
         self.stderr = tmp_path / ("monitor-%s.err" % self.socket)
@@ -118,9 +118,10 @@ class Pane:
         script = tmp_path / ("run-%s.sh" % self.socket)
         script.write_text(
             'echo BEFORE-MONITOR\nbefore=$(stty -g)\n'
-            '(echo $BASHPID > %s; exec "$@" 2> %s)\nrc=$?\n'
+            '(echo $BASHPID > %s; exec "$@" 2> %s %s)\nrc=$?\n'
             'if [ "$(stty -g)" = "$before" ]; then modes=same; else modes=changed; fi\n'
-            'echo "MONITOR-EXIT=$rc MODES=$modes"\nexec sleep 600\n' % (self.pidfile, self.stderr))
+            'echo "MONITOR-EXIT=$rc MODES=$modes"\nexec sleep 600\n'
+            % (self.pidfile, self.stderr, "< %s" % stdin if stdin else ""))
         settings = ["%s=%s" % kv for kv in (env or {}).items()]
         command = ["env", "-u", "NO_COLOR", *settings, "bash", str(script), *_monitor_argv(port, *flags)]
         self.tmux("new-session", "-d", "-s", "mon", "-x", str(width), "-y", str(height),
@@ -286,6 +287,15 @@ def test_q_quits_a_plain_terminal_too(hot_server, panes):
     pane = panes(hot_server.port, env={"TERM": "dumb"})
     assert "q Enter quits" in pane.wait_for(r"TEMP", "the monitor")
     pane.tmux("send-keys", "-t", "mon", "q", "Enter")
+    assert "MONITOR-EXIT=0 MODES=same" in pane.wait_for(r"MONITOR-EXIT=\d+", "the exit status")
+
+
+def test_without_a_keyboard_the_screen_is_plain_and_ctrl_c_quits(hot_server, panes):
+    pane = panes(hot_server.port, stdin=os.devnull)
+    screen = pane.wait_for(r"TEMP(?:.*\n)+(?:.*\n)*.*Ctrl-C quits", "a second screen")
+    assert "BEFORE-MONITOR" in screen and "88.3 \u00b0C (hot)" in screen  # plain text, scrolling
+    assert "\x1b[" not in pane.screen(escapes=True)
+    pane.tmux("send-keys", "-t", "mon", "C-c")
     assert "MONITOR-EXIT=0 MODES=same" in pane.wait_for(r"MONITOR-EXIT=\d+", "the exit status")
 
 
