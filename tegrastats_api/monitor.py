@@ -53,7 +53,7 @@ def _closed(err: OSError) -> bool:
 class JsonLines:
     """Non-terminal stdout: each document as the server sent it, one per line."""
 
-    def __init__(self, out: IO[str], err: IO[str]) -> None:
+    def __init__(self, out: IO[str], err: Optional[IO[str]]) -> None:
         self.out, self.err = out, err
         self.last = ""
         self.lost = False
@@ -78,6 +78,8 @@ class JsonLines:
             return
         self.lost = not link.connected
         note = ("connection lost (%s); reconnecting" % link.reason) if self.lost else "reconnected"
+        if self.err is None:  # 2>&-
+            return
         try:
             self.err.write("tegrastats-api: %s\n" % note)
             self.err.flush()
@@ -191,7 +193,7 @@ def _isatty(fd: int) -> bool:
         return False
 
 
-async def _follow(config: Config, out: IO[str], err: IO[str], duration: Optional[float]) -> None:
+async def _follow(config: Config, out: IO[str], err: Optional[IO[str]], duration: Optional[float]) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     target = base_url(config).split("://", 1)[1]
@@ -264,7 +266,8 @@ async def _tick(screens: Screens) -> None:
         screens.draw()
 
 
-def monitor(config: Config, out: Optional[IO[str]], err: IO[str], *, duration: Optional[float] = None) -> None:
+def monitor(config: Config, out: Optional[IO[str]], err: Optional[IO[str]], *,
+            duration: Optional[float] = None) -> None:
     """Follow ``/ws`` on ``config.host:config.port`` until ``q``, a signal or ``duration``
     seconds; returns quietly when ``out`` is closed (None: ``>&-``), raises
     :class:`MonitorError` when the server cannot be reached."""
