@@ -148,6 +148,9 @@ class Pane:
 
     def close(self):
         subprocess.run([TMUX, "-L", self.socket, "kill-server"], capture_output=True, timeout=WAIT_S)
+        path = os.path.join(os.environ.get("TMUX_TMPDIR") or "/tmp", "tmux-%d" % os.getuid(), self.socket)
+        if os.path.exists(path):  # kill-server leaves the socket file
+            os.unlink(path)
 
 
 @pytest.fixture
