@@ -135,12 +135,11 @@ def cmd_test(loaded: Loaded, console: Console) -> int:
 
 
 def cmd_monitor(loaded: Loaded, console: Console) -> int:
-    from tegrastats_api.probe import ProbeError, monitor
+    from tegrastats_api.monitor import MonitorError, monitor
 
-    as_json = not console.out.isatty()
     try:
-        monitor(loaded.config, console.out, duration=loaded.options["duration"], as_json=as_json)
-    except ProbeError as err:
+        monitor(loaded.config, console.out, console.err, duration=loaded.options["duration"])
+    except MonitorError as err:
         console.error(str(err))
         return ExitStatus.FAILURE
     except KeyboardInterrupt:

@@ -1,10 +1,9 @@
-"""Clients of a running server: the checks of ``tegrastats-api test`` and the ``monitor`` feed.
+"""Clients of a running server: the checks of ``tegrastats-api test``.
 
 What it does: :func:`probe_all` calls health, status, the four sections, ``/ws`` and
 Socket.IO (Engine.IO 4 over a WebSocket, spoken directly, so no extra client library
-is needed) and returns one :class:`Result` per check; :func:`monitor` follows ``/ws``
-and writes each document as a JSON line or as the screen of
-:func:`tegrastats_api.console.format_snapshot`.
+is needed) and returns one :class:`Result` per check. ``monitor`` uses its
+:func:`base_url` and request helpers.
 
 What it does not: print tables itself (``cli`` does), or start a server.
 """
@@ -13,17 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import IO, Any, Awaitable, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, NamedTuple, Tuple
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from tegrastats_api.config import Config
-from tegrastats_api.console import format_snapshot
 
 SECTIONS = ("cpu", "memory", "temperature", "power")
-CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 
 class ProbeError(Exception):
@@ -205,36 +202,3 @@ def format_table(results: List[Result]) -> List[str]:
     failed = sum(not r.ok for r in results)
     lines.append("%d passed, %d failed" % (len(results) - failed, failed))
     return lines
-
-
-async def _monitor(config: Config, out: IO[str], duration: Optional[float], as_json: bool) -> None:
-    url = base_url(config, "ws") + "/ws" + _query(config)
-    try:
-        conn = await _connect(config, url, 10.0)
-    except (OSError, HTTPClientError, asyncio.TimeoutError) as err:
-        raise ProbeError("cannot connect to %s: %s" % (url.split("?")[0], _reason(err))) from None
-    loop = asyncio.get_running_loop()
-    deadline = None if duration is None else loop.time() + duration
-    try:
-        while True:
-            wait = None if deadline is None else deadline - loop.time()
-            if wait is not None and wait <= 0:
-                return
-            try:
-                message = await asyncio.wait_for(conn.read_message(), wait)
-            except asyncio.TimeoutError:
-                return
-            if message is None:
-                raise ProbeError("the server closed the connection")
-            if as_json:
-                out.write(str(message).strip() + "\n")
-            else:
-                out.write(CLEAR_SCREEN + format_snapshot(json.loads(message), 80) + "\n")
-            out.flush()
-    finally:
-        conn.close()
-
-
-def monitor(config: Config, out: IO[str], *, duration: Optional[float] = None, as_json: bool = False) -> None:
-    """Follow ``/ws`` until ``duration`` seconds pass (forever if None)."""
-    asyncio.run(_monitor(config, out, duration, as_json))

@@ -2,7 +2,10 @@
 
 What it does: :func:`summarize` reduces a schema-1 document to flat keys (CONTRACT.md
 section 6): CPU and GPU load, RAM and swap use, the hottest sensor and the board's input
-power. What it does not: encode JSON or serve HTTP.
+power. The rules behind them (which rail is the input, which sensor is a fixed reading,
+when a temperature is warm or hot) are the dashboard's too (static/app.js holds the same
+constants) and the terminal monitor's (``console``). What it does not: encode JSON or
+serve HTTP.
 """
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 INPUT_RAILS = ("vdd_in", "pom_5v_in", "vin")
 # PMIC@50C / PMIC@100C is a fixed pseudo-reading, not a measurement.
 IGNORED_SENSORS = ("pmic",)
+# Temperature levels: amber from WARN_C, red from HOT_C (°C).
+WARN_C = 70.0
+HOT_C = 85.0
 MAX_BYTES = 256
 
 
@@ -25,14 +31,30 @@ def hottest(temperatures: Mapping[str, Optional[float]]) -> Tuple[Optional[float
     return value, name
 
 
-def input_power_mw(power: Mapping[str, Mapping[str, Any]]) -> Optional[int]:
-    """The board's input power in mW (see :data:`INPUT_RAILS`); None when no rail is printed."""
+def temperature_level(name: str, value: Optional[float]) -> str:
+    """How a sensor is shown: ``fixed`` (a pseudo-reading, greyed), ``off`` (no reading),
+    ``hot`` (>= :data:`HOT_C`), ``warn`` (>= :data:`WARN_C`) or ``ok``."""
+    if name in IGNORED_SENSORS:
+        return "fixed"
+    if value is None:
+        return "off"
+    return "hot" if value >= HOT_C else "warn" if value >= WARN_C else "ok"
+
+
+def input_power(power: Mapping[str, Mapping[str, Any]]) -> Tuple[Optional[int], Optional[str]]:
+    """(mW, rail) of the board's input power: the first of :data:`INPUT_RAILS` printed,
+    else (sum of every rail, None); (None, None) when no rail is printed."""
     for name in INPUT_RAILS:
         if name in power:
-            return power[name]["current"]
+            return power[name]["current"], name
     if not power:
-        return None
-    return sum(rail["current"] for rail in power.values())
+        return None, None
+    return sum(rail["current"] for rail in power.values()), None
+
+
+def input_power_mw(power: Mapping[str, Mapping[str, Any]]) -> Optional[int]:
+    """The board's input power in mW (see :func:`input_power`); None when no rail is printed."""
+    return input_power(power)[0]
 
 
 def summarize(document: Mapping[str, Any]) -> Dict[str, Any]:
