@@ -280,8 +280,12 @@
       ]));
     for (const name of names) {
       const row = rows.get(name);
+      // A reading below zero is shown as printed, with an empty bar (a bar has no "below").
+      const below = current(name) < 0;
       row.classList.toggle("input", INPUT_RAILS.includes(name) && total.rule === name.toUpperCase());
       row.classList.toggle("absent", !rails[name]);
+      row.classList.toggle("below-zero", below);
+      row.title = below ? name + " reads below zero (as tegrastats prints it)" : "";
       row.querySelector(".max").hidden = !rails[name] || rails[name].max === undefined;
       setBar(row.querySelector(".meter i"), percent(current(name), peak));
     }
@@ -533,7 +537,9 @@
         series: [{ label: "board input", color: PALETTE[0], fill: true, width: 2 }]
           .concat(rails.map((k, i) => ({ label: k, color: PALETTE[(i + 1) % PALETTE.length] }))),
         data: [times, h.map((s) => w(s.total))].concat(rails.map((k) => h.map((s) => w(s.rails[k])))),
-        range: (u, min, max) => [0, max === null ? 5 : Math.ceil(max * 1.15 + 0.5)],
+        // From 0 (or below it, where a rail reads below zero) to above the highest value.
+        range: (u, min, max) => [min === null || min >= 0 ? 0 : Math.floor(min * 1.15 - 0.5),
+          max === null ? 5 : max <= 0 ? 1 : Math.ceil(max * 1.15 + 0.5)],
         fmt: (v) => (v === null || v === undefined ? DASH : v.toFixed(2) + " W"),
         note: h.length && h.every((s) => s.total === null) ? "No power rail printed." : "",
       },
@@ -567,6 +573,10 @@
           label: s.label, stroke: s.color, width: s.width || 1.25, dash: s.dash,
           fill: s.fill ? s.color + "26" : undefined, points: { show: false }, value: legendValue(spec.fmt),
         }))),
+      // The drawn y range, on the figure as data-y-range="[min,max]" (read back by the tests).
+      hooks: { setScale: [(u, key) => {
+        if (key === "y") box.parentNode.dataset.yRange = JSON.stringify([u.scales.y.min, u.scales.y.max]);
+      }] },
     };
     return new uPlot(opts, spec.data, box);
   }

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import require_tool
 
-from tegrastats_api import Config, TegrastatsServer
+from tegrastats_api import Config, TegrastatsServer, parse_line
 from tegrastats_api.summary import hottest, input_power_mw
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -368,6 +369,49 @@ def test_stale_data_shows_its_age_and_replay_has_a_badge(browser, live_server, t
     page = browser.ok("wait_change", page="stale", **{"from": json.dumps(page_timestamp(page))})
     assert page_timestamp(page) == server.hub.latest_document["timestamp"]
     assert page["state"] == "live", page["text"]
+
+
+def test_readings_below_zero_are_shown_as_printed(browser, server_process, tmp_path):
+    """Rails (and sensors) below zero, from a real tegrastats child: the figures as printed
+    ("-0.40 W", a board input below zero), empty bars marked below zero (never NaN), and a
+    power chart whose y range reaches below zero (tests/test_negative_readings.py has the
+    lines; every other consumer is checked there)."""
+    from test_negative_readings import CASES, FAKE_LINES
+
+    lines = tmp_path / "negative.txt"
+    lines.write_text("\n".join(FAKE_LINES) + "\n", encoding="utf-8")
+    process = server_process("--update-interval", "0.3", fake=("--lines", str(lines)), healthy=True)
+    browser.open("below", process.url + "/")
+    wait_live(browser, "below")
+    seen = {}
+    deadline = time.monotonic() + 30
+    while set(seen) != set(CASES) and time.monotonic() < deadline:
+        page, doc = read_matching(browser, "below", process.url)
+        name = next(n for n, case in CASES.items() if doc["power"] == parse_line(case[0]).to_dict()["power"])
+        if name not in seen:
+            assert_page_shows(page, doc)
+            seen[name] = page
+    assert set(seen) == set(CASES), sorted(seen)
+    for name, page in seen.items():
+        text = {path: shown for path, _, shown, _ in fields_of(page)}
+        below = {rail for rail, power in parse_line(CASES[name][0]).to_dict()["power"].items() if power["current"] < 0}
+        assert {rail for rail, marked, _ in page["rails"] if marked} == below, name
+        for rail, _, width in page["rails"]:
+            assert re.fullmatch(r"\d+(\.\d+)?%", width), (name, rail, width)
+            if rail in below:
+                assert width == "0%", (name, rail, width)
+        assert all(re.fullmatch(r"(\d+(\.\d+)?%)?", bar) for bar in page["bars"]), (name, page["bars"])
+        assert "NaN" not in json.dumps(page)
+        if name == "orin":
+            assert text["power.vdd_cpu_cv.current"] == "-0.40 W"
+            assert text["power.total"] == "5.45 W"
+        if name == "nano_in":
+            assert text["power.total"] == "-0.02 W" and text["temperature.pll"] == "-40.0 \u00b0C"
+    page = browser.ok("read", page="below")
+    low, high = page["yRanges"]["chart-power"]
+    assert low <= -0.398 and high >= 15.472, page["yRanges"]  # vdd_cpu_cv, Thor's input (sum)
+    assert_clean_log(browser, "below", process.url)
+    browser.ok("close", page="below")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])

@@ -11,7 +11,8 @@
 //   {"cmd": "wait_state", "page": "p", "state": "live", "timeout": 5000}
 //                                                -> {"ok": true, "state": "live", "text": "live"}
 //   {"cmd": "read", "page": "p"}                 -> {"ok": true, "state", "text", "badge", "tempMax",
-//                                                    "charts", "fields": [[path, rawJSON, text, unit], ...]}
+//                                                    "charts", "yRanges", "bars", "rails",
+//                                                    "fields": [[path, rawJSON, text, unit], ...]}
 //   {"cmd": "wait_change", "page": "p", "from": "<timestamp JSON>", "timeout": 5000}
 //   {"cmd": "layout", "page": "p"}               -> {"ok": true, "scrollWidth", "clientWidth", "overflowing": [...],
 //                                                    "background"}
@@ -79,6 +80,12 @@ function readPage() {
     badge: { hidden: badge.hidden, text: badge.textContent },
     tempMax: document.querySelector("[data-testid=temp-max]").dataset.value || null,
     charts: document.querySelectorAll(".chart .plot canvas").length,
+    // The drawn y range of each chart ({id: [min, max]}), and every bar's inline width.
+    yRanges: Object.fromEntries(Array.from(document.querySelectorAll(".chart"))
+      .map((fig) => [fig.id, fig.dataset.yRange ? JSON.parse(fig.dataset.yRange) : null])),
+    bars: Array.from(document.querySelectorAll(".meter i, .core .fill")).map((bar) => bar.style.width || bar.style.height || ""),
+    rails: Array.from(document.querySelectorAll("#rails .rail")).map((row) =>
+      [row.dataset.key, row.classList.contains("below-zero"), row.querySelector(".meter i").style.width]),
     fields: Array.from(document.querySelectorAll("[data-field]"))
       .map((node) => [node.dataset.field, node.dataset.value === undefined ? null : node.dataset.value,
         node.textContent, node.dataset.unit || ""]),
