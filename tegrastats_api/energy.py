@@ -11,8 +11,8 @@ A reading below zero (``VDD_CPU_CV -398mW`` was seen on an AGX Orin without root
 as 0 mW here: energy drawn is never negative, and a counter that went down would read
 as a reset to Prometheus. The gauges keep the reading as printed.
 
-What it does not: guess across holes. A gap longer than ``max_gap_s`` (the hub passes five
-sample intervals, the point at which it reports itself degraded), a clock that went back,
+What it does not: guess across holes. A gap longer than ``max_gap_s`` (the hub passes its
+``stale_after_s``, the point at which its data is stale), a clock that went back,
 and the first sample of a rail add nothing: those stretches are missing from the total
 rather than invented. A rail that stops being printed keeps its total. It reads no clock
 itself and knows nothing of Prometheus.

@@ -98,7 +98,8 @@ def _schemas() -> Dict[str, Schema]:
             "service": _t("string", const="tegrastats-api"), "timestamp": TIMESTAMP,
             "connected_clients": _t("integer"), "max_connections": _t("integer"), "source": string,
             "last_sample_age": _t("number", True), "samples": _t("integer"), "parse_errors": _t("integer"),
-            "restarts": _t("integer"), "version": string,
+            "restarts": _t("integer"), "interval": _t("number"), "stale_after": _t("number"),
+            "version": string,
         }, False),
         "Summary": _obj({
             "timestamp": TIMESTAMP, "source": _t("string", True), "cpu": _t("number", True), "gpu": n_int,

@@ -42,10 +42,12 @@ JSON_TYPES = ("null", "boolean", "integer", "number", "string", "array", "object
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SOURCES = ("tegrastats", "simulator", "replay")
 # CONTRACT.md section 3, health row; cross-checked against the contract when it is there.
-HEALTH_KEYS = [
+CONTRACT_HEALTH_KEYS = [
     "status", "service", "timestamp", "connected_clients", "max_connections", "source",
     "last_sample_age", "samples", "parse_errors", "restarts", "version",
 ]
+# What /api/health answers: the contract's keys plus the staleness rule (interval, stale_after).
+HEALTH_KEYS = CONTRACT_HEALTH_KEYS[:-1] + ["interval", "stale_after", "version"]
 # CONTRACT.md sections 3 and 6: every path, whether served yet or planned.
 ENDPOINTS = [
     "/api/health", "/api/status", "/api/cpu", "/api/memory", "/api/temperature", "/api/power",
@@ -361,8 +363,17 @@ def test_health_example_has_the_contract_keys():
     assert set(HEALTH_KEYS) <= table, "the health key table misses %s" % (set(HEALTH_KEYS) - table)
     if CONTRACT_PATH.exists():
         row = next(r for r in _contract_section_3().split("\n") if "/api/health" in r)
-        for key in HEALTH_KEYS:
+        for key in CONTRACT_HEALTH_KEYS:
             assert '"%s"' % key in row, "%s is not in CONTRACT.md's health row" % key
+
+
+def test_the_staleness_rule_is_documented_with_the_servers_number():
+    from tegrastats_api.hub import STALE_INTERVALS, SnapshotHub
+
+    section = " ".join(_section(DOC, "### `GET /api/health`").split())
+    assert "`stale_after` = %d × `--update-interval`" % STALE_INTERVALS in section
+    assert "older than %d intervals" % STALE_INTERVALS in section
+    assert SnapshotHub("replay", interval_s=0.4).stale_after_s == STALE_INTERVALS * 0.4
 
 
 def test_error_examples_have_the_contract_shape():

@@ -7,10 +7,12 @@
 // Reads one JSON command per line on stdin and answers one JSON line on stdout:
 //   {"id": 1, "cmd": "open", "page": "p", "url": "...", "width": 1280, "height": 800,
 //    "colorScheme": "light", "reuse": false}     -> {"id": 1, "ok": true, "status": 200}
-//      (reuse: navigate an open page of that name instead of making a new one)
+//      (reuse: navigate an open page of that name instead of making a new one;
+//       clockSkewMs: the page's Date.now() runs that many ms off this machine's clock)
 //   {"cmd": "wait_state", "page": "p", "state": "live", "timeout": 5000}
 //                                                -> {"ok": true, "state": "live", "text": "live"}
-//   {"cmd": "read", "page": "p"}                 -> {"ok": true, "state", "text", "badge", "tempMax",
+//   {"cmd": "read", "page": "p"}                 -> {"ok": true, "state", "text", "age", "staleAfter",
+//                                                    "judgedAt", "clockError", "badge", "tempMax",
 //                                                    "charts", "yRanges", "bars", "rails",
 //                                                    "fields": [[path, rawJSON, text, unit], ...]}
 //   {"cmd": "wait_change", "page": "p", "from": "<timestamp JSON>", "timeout": 5000}
@@ -54,6 +56,12 @@ async function open(cmd) {
     hasTouch: Boolean(cmd.mobile),
     serviceWorkers: "block",
   });
+  if (cmd.clockSkewMs) {
+    await context.addInitScript((skew) => {
+      const now = Date.now.bind(Date);
+      Date.now = () => now() + skew;
+    }, cmd.clockSkewMs);
+  }
   const page = await context.newPage();
   const entry = { context, page, console: [], errors: [], requests: [] };
   page.on("console", (msg) => entry.console.push({ type: msg.type(), text: msg.text(), url: msg.location().url || "" }));
@@ -74,9 +82,15 @@ function entryOf(cmd) {
 function readPage() {
   const conn = document.getElementById("connection");
   const badge = document.getElementById("source-badge");
+  const number = (text) => (text === undefined || text === "" ? null : Number(text));
   return {
     state: conn.dataset.state,
     text: conn.textContent,
+    // the staleness verdict's inputs: age and limit (s), when judged (server epoch ms), +- ms
+    age: number(conn.dataset.age),
+    staleAfter: number(conn.dataset.staleAfter),
+    judgedAt: number(conn.dataset.judgedAt),
+    clockError: number(conn.dataset.clockError),
     badge: { hidden: badge.hidden, text: badge.textContent },
     tempMax: document.querySelector("[data-testid=temp-max]").dataset.value || null,
     charts: document.querySelectorAll(".chart .plot canvas").length,
