@@ -14,7 +14,7 @@
   const MIN_VIEW_S = 60;                  // ...shown at least one minute wide while filling
   const WARN_C = 70;                      // temperature colours
   const HOT_C = 85;
-  const INPUT_RAILS = ["vdd_in", "pom_5v_in", "vin"]; // CONTRACT §6 power_mw, in this order
+  const INPUT_RAILS = ["vdd_in", "pom_5v_in", "vin"]; // docs/API.md 2.3 (power_mw), in this order
   const FIXED_SENSORS = ["pmic"];         // PMIC@50C/100C: a fixed pseudo-reading
   const DEFAULT_INTERVAL_S = 1;           // until two samples tell the real interval
   // Stale data: the server's one rule, read from /api/health (stale_after, docs/API.md),
@@ -99,7 +99,7 @@
     return node;
   }
 
-  /** The board's input power (CONTRACT §6): {mw, rule}; mw null when no rail is printed. */
+  /** The board's input power (docs/API.md 2.3): {mw, rule}; mw null when no rail is printed. */
   function inputPower(power) {
     const rails = power || {};
     for (const name of INPUT_RAILS) {

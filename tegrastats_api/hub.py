@@ -299,7 +299,7 @@ class SnapshotHub:
         return self.view_json(("section", section), lambda d: {section: d[section], "timestamp": d["timestamp"]})
 
     def summary_json(self) -> Optional[bytes]:
-        """The ``/api/summary`` document of the newest sample (CONTRACT.md section 6)."""
+        """The ``/api/summary`` document of the newest sample (docs/API.md, ``GET /api/summary``)."""
         return self.view_json("summary", summarize)
 
     def fields_json(self, paths: Sequence[Path]) -> Optional[bytes]:

@@ -1,11 +1,11 @@
 """Parse one line of ``tegrastats`` output into a :class:`~tegrastats_api.snapshot.Snapshot`.
 
-What it does: a pure function, :func:`parse_line`, that reads every token form of
-``../shared/tegrastats/GRAMMAR.md`` by its shape, never by its position, and keeps
-any token it does not understand verbatim in ``extra``. What it does not: I/O, clocks,
-logging, or guessing: a value that is not printed stays ``None``.
+What it does: a pure function, :func:`parse_line`, that reads every token form that
+tegrastats prints (docs/API.md sections 1, 2 and 4) by its shape, never by its position,
+and keeps any token it does not understand verbatim in ``extra``. What it does not: I/O,
+clocks, logging, or guessing: a value that is not printed stays ``None``.
 
-One real line per supported format (ids of ``samples.tsv``):
+One real line per supported format (ids of tests/fixtures/tegrastats/samples.tsv):
 
 * TX1, old home-directory tool, L4T 24/28.1 (#17)::
 

@@ -1,8 +1,9 @@
 """``/api/summary``: the headline numbers a small display shows, in under 256 bytes.
 
-What it does: :func:`summarize` reduces a schema-1 document to flat keys (CONTRACT.md
-section 6): CPU and GPU load, RAM and swap use, the hottest sensor and the board's input
-power. What it does not: encode JSON or serve HTTP.
+What it does: :func:`summarize` reduces a schema-1 document to flat keys (docs/API.md,
+``GET /api/summary``): CPU and GPU load, RAM and swap use, the hottest sensor and the
+board's input power (section 2.3: a rail reading below zero counts as printed). What it
+does not: encode JSON or serve HTTP.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def hottest(temperatures: Mapping[str, Optional[float]]) -> Tuple[Optional[float
 
 
 def input_power_mw(power: Mapping[str, Mapping[str, Any]]) -> Optional[int]:
-    """The board's input power in mW (see :data:`INPUT_RAILS`); None when no rail is printed."""
+    """The board's input power in mW (see :data:`INPUT_RAILS`), as printed, so below zero
+    too; None when no rail is printed."""
     for name in INPUT_RAILS:
         if name in power:
             return power[name]["current"]

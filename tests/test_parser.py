@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import json
 import math
 import re
@@ -47,11 +48,16 @@ def _doc(line: str, **kw: object) -> dict:
 # --- every real line -------------------------------------------------------------
 
 
-def test_fixture_holds_every_shared_sample():
-    shared = Path(__file__).resolve().parents[2] / "shared" / "tegrastats" / "samples.tsv"
-    if not shared.exists():
-        pytest.skip("../shared/tegrastats/samples.tsv is not beside this checkout")
-    assert shared.read_text(encoding="utf-8") == (FIXTURES / "samples.tsv").read_text(encoding="utf-8")
+# The shared samples.tsv this copy was made from (tests/fixtures/README.md).
+SAMPLES_SHA256 = "3c5fb63c13fe7929dd68d8098709f684fdc080bd08b3d1a59c7253c55e4e079a"
+
+
+def test_fixture_is_the_recorded_copy_of_every_shared_sample():
+    data = (FIXTURES / "samples.tsv").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == SAMPLES_SHA256, "samples.tsv changed: see tests/fixtures/README.md"
+    assert SAMPLES_SHA256 in (FIXTURES.parent / "README.md").read_text(encoding="utf-8")
+    ids = [int(row["id"]) for row in SAMPLES]
+    assert ids == sorted(set(ids))  # one row per id, in order
 
 
 def test_fixture_rows_have_id_and_source():
