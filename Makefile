@@ -2,12 +2,15 @@
 PYTHON      ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
+# Serving needs the runtime dependencies only: `make run` and `make install` use a venv of
+# their own without the test and development extras (`make test` keeps .venv).
+RUN_VENV    ?= .venv-run
 NODE_DIR    := tests/node
 PORT        ?= 58090
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install venv node test test-oldest test-stacks lint typecheck run bench soak sdist wheel deb clean
+.PHONY: help install venv run-venv node test test-oldest test-stacks lint typecheck run bench soak sdist wheel deb clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +22,14 @@ $(VENV)/.stamp: setup.py pyproject.toml
 	touch $@
 
 venv: $(VENV)/.stamp ## create .venv with the package (editable) and its test tools
+
+$(RUN_VENV)/.stamp: setup.py pyproject.toml
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(RUN_VENV)/bin/python -m pip install -q -e .
+	touch $@
+
+run-venv: $(RUN_VENV)/.stamp ## create .venv-run with the package (editable) and its runtime dependencies only
 
 $(NODE_DIR)/node_modules/.stamp: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
@@ -46,17 +57,17 @@ typecheck: venv ## mypy on the package
 
 SELFTEST_PORT ?= 58099
 
-install: venv ## install into .venv, then start it briefly and run `tegrastats-api test` against it
-	@echo "== installed: $(VENV)/bin/tegrastats-api; self-test on 127.0.0.1:$(SELFTEST_PORT)"
-	@$(VENV)/bin/tegrastats-api run --host 127.0.0.1 --port $(SELFTEST_PORT) --simulate --log-level WARNING & pid=$$!; \
+install: run-venv ## install into .venv-run (runtime only), then start it briefly and run `tegrastats-api test` against it
+	@echo "== installed: $(RUN_VENV)/bin/tegrastats-api; self-test on 127.0.0.1:$(SELFTEST_PORT)"
+	@$(RUN_VENV)/bin/tegrastats-api run --host 127.0.0.1 --port $(SELFTEST_PORT) --simulate --log-level WARNING & pid=$$!; \
 	rc=1; for i in $$(seq 1 40); do \
-		if $(VENV)/bin/tegrastats-api test --host 127.0.0.1 --port $(SELFTEST_PORT) > .selftest.out 2>&1; then rc=0; break; fi; \
+		if $(RUN_VENV)/bin/tegrastats-api test --host 127.0.0.1 --port $(SELFTEST_PORT) > .selftest.out 2>&1; then rc=0; break; fi; \
 		sleep 0.25; \
 	done; \
 	cat .selftest.out; rm -f .selftest.out; kill $$pid; wait $$pid; exit $$rc
 
-run: venv ## serve on port $(PORT) (replays a recorded AGX Orin where there is no Jetson)
-	$(VENV)/bin/tegrastats-api run --port $(PORT)
+run: run-venv ## serve on port $(PORT) from .venv-run (replays a recorded AGX Orin where there is no Jetson)
+	$(RUN_VENV)/bin/tegrastats-api run --port $(PORT)
 
 bench: venv ## measure (a few minutes): parse rate, REST vs hello-world, push delay, CPU, RSS, start-up
 	$(PY) bench/run.py
@@ -76,4 +87,4 @@ deb: ## build dist/tegrastats-api_<version>_all.deb (debhelper, dh-python: see .
 	packaging/build-deb.sh
 
 clean: ## remove virtual environments and build output
-	rm -rf $(VENV) .venv-stacks build dist *.egg-info $(NODE_DIR)/node_modules
+	rm -rf $(VENV) $(RUN_VENV) .venv-stacks build dist *.egg-info $(NODE_DIR)/node_modules

@@ -14,11 +14,13 @@
   const MIN_VIEW_S = 60;                  // ...shown at least one minute wide while filling
   const WARN_C = 70;                      // temperature colours
   const HOT_C = 85;
-  const INPUT_RAILS = ["vdd_in", "pom_5v_in", "vin"]; // CONTRACT §6 power_mw, in this order
+  const INPUT_RAILS = ["vdd_in", "pom_5v_in", "vin"]; // docs/API.md 2.3 (power_mw), in this order
   const FIXED_SENSORS = ["pmic"];         // PMIC@50C/100C: a fixed pseudo-reading
   const DEFAULT_INTERVAL_S = 1;           // until two samples tell the real interval
-  const STALE_INTERVALS = 3;              // stale after 3 intervals without a push...
-  const MIN_STALE_S = 1.5;                // ...but never sooner (Wi-Fi jitter)
+  // Stale data: the server's one rule, read from /api/health (stale_after, docs/API.md),
+  // never a number of this page's own. Read again now and then (and at every connect) to
+  // follow a server restarted with another interval, and a step of the server's clock.
+  const RULE_REFRESH_MS = 10000;
   const SERVER_RESTART_RETRY_MS = 1000;   // after "io server disconnect" (server stopping)
   const REFUSED_RETRY_MS = 5000;          // after a refused connection (token, cap)
   const HISTORY_FIELDS = "cpu.usage,cpu.cores.usage,gpu.usage,emc.usage,temperature,power";
@@ -34,6 +36,9 @@
   const state = {
     doc: null,
     lastPushAt: 0,        // Date.now() of the last push received
+    staleAfterS: null,    // /api/health stale_after: the newest sample is stale past this age
+    clockOffsetMs: null,  // the server's clock minus this browser's (from /api/health timestamp)
+    clockErrorMs: null,   // ...known to within this (half the round trip, plus 1 ms rounding)
     connected: false,
     everConnected: false,
     refused: null,        // the server's reason when it refused the connection
@@ -95,7 +100,7 @@
     return node;
   }
 
-  /** The board's input power (CONTRACT §6): {mw, rule}; mw null when no rail is printed. */
+  /** The board's input power (docs/API.md 2.3): {mw, rule}; mw null when no rail is printed. */
   function inputPower(power) {
     const rails = power || {};
     for (const name of INPUT_RAILS) {
@@ -281,8 +286,12 @@
       ]));
     for (const name of names) {
       const row = rows.get(name);
+      // A reading below zero is shown as printed, with an empty bar (a bar has no "below").
+      const below = current(name) < 0;
       row.classList.toggle("input", INPUT_RAILS.includes(name) && total.rule === name.toUpperCase());
       row.classList.toggle("absent", !rails[name]);
+      row.classList.toggle("below-zero", below);
+      row.title = below ? name + " reads below zero (as tegrastats prints it)" : "";
       row.querySelector(".max").hidden = !rails[name] || rails[name].max === undefined;
       setBar(row.querySelector(".meter i"), percent(current(name), peak));
     }
@@ -582,7 +591,9 @@
         series: [{ label: "board input", color: PALETTE[0], fill: true, width: 2 }]
           .concat(rails.map((k, i) => ({ label: k, color: PALETTE[(i + 1) % PALETTE.length] }))),
         data: [times, h.map((s) => w(s.total))].concat(rails.map((k) => h.map((s) => w(s.rails[k])))),
-        range: (u, min, max) => [0, max === null ? 5 : Math.ceil(max * 1.15 + 0.5)],
+        // From 0 (or below it, where a rail reads below zero) to above the highest value.
+        range: (u, min, max) => [min === null || min >= 0 ? 0 : Math.floor(min * 1.15 - 0.5),
+          max === null ? 5 : max <= 0 ? 1 : Math.ceil(max * 1.15 + 0.5)],
         fmt: (v) => (v === null || v === undefined ? DASH : v.toFixed(2) + " W"),
         note: h.length && h.every((s) => s.total === null) ? "No power rail printed." : "",
       },
@@ -616,6 +627,10 @@
           label: s.label, stroke: s.color, width: s.width || 1.25, dash: s.dash,
           fill: s.fill ? s.color + "26" : undefined, points: { show: false }, value: legendValue(spec.fmt),
         }))),
+      // The drawn y range, on the figure as data-y-range="[min,max]" (read back by the tests).
+      hooks: { setScale: [(u, key) => {
+        if (key === "y") box.parentNode.dataset.yRange = JSON.stringify([u.scales.y.min, u.scales.y.max]);
+      }] },
     };
     return new uPlot(opts, spec.data, box);
   }
@@ -680,8 +695,40 @@
 
   // ---------------------------------------------------------------- connection
 
-  function connectionState() {
-    const age = state.lastPushAt ? (Date.now() - state.lastPushAt) / 1000 : null;
+  /** Ask /api/health (no token needed) for the staleness rule and the server's time. */
+  async function readRule() {
+    const sent = Date.now();
+    let body;
+    try {
+      const res = await fetch("api/health", { cache: "no-store" });
+      body = await res.json();  // the same body with 200 and 503
+    } catch (err) {
+      return;  // no answer now: keep what is known, try again later
+    }
+    const received = Date.now();
+    if (!body || typeof body.stale_after !== "number") return;
+    state.staleAfterS = body.stale_after;
+    const serverNow = Date.parse(body.timestamp);
+    if (!Number.isNaN(serverNow)) {
+      state.clockOffsetMs = serverNow - (sent + received) / 2;
+      state.clockErrorMs = (received - sent) / 2 + 1;
+    }
+    renderConnection();
+  }
+
+  /** Age in seconds of the newest document, as /api/health counts it: the server's time now
+   *  (this browser's clock plus the offset) minus the document's timestamp (when the server
+   *  read the line). Before the server's time is known: the time since the last push. */
+  function dataAge(now) {
+    if (!state.lastPushAt) return null;
+    const stamp = state.doc ? Date.parse(state.doc.timestamp) : NaN;
+    if (state.clockOffsetMs !== null && !Number.isNaN(stamp)) {
+      return Math.max(0, (now + state.clockOffsetMs - stamp) / 1000);
+    }
+    return (now - state.lastPushAt) / 1000;
+  }
+
+  function connectionState(age) {
     const ageText = age === null ? "" : " (data " + Math.round(age) + " s old)";
     if (state.refused) {
       const hint = /token/.test(state.refused) && !token ? " (add ?token=\u2026 to this page's address)" : "";
@@ -691,17 +738,25 @@
       return state.everConnected ? ["reconnecting", "reconnecting\u2026" + ageText] : ["connecting", "connecting\u2026"];
     }
     if (age === null) return ["waiting", "connected, waiting for the first sample\u2026"];
-    if (age > Math.max(STALE_INTERVALS * intervalS(), MIN_STALE_S)) {
+    if (state.staleAfterS !== null && age > state.staleAfterS) {
       return ["stale", "stale data (age " + Math.round(age) + " s)"];
     }
     return ["live", "live"];
   }
 
   function renderConnection() {
-    const [name, text] = connectionState();
+    const now = Date.now();
+    const age = dataAge(now);
+    const [name, text] = connectionState(age);
     const badge = byId("connection");
     if (badge.dataset.state !== name) badge.dataset.state = name;
     if (badge.textContent !== text) badge.textContent = text;
+    // What the verdict was made of, for tests and the curious: the age (s), the rule's limit
+    // (s), and when it was judged on the server's clock (epoch ms) with its uncertainty (ms).
+    badge.dataset.age = age === null ? "" : String(age);
+    badge.dataset.staleAfter = state.staleAfterS === null ? "" : String(state.staleAfterS);
+    badge.dataset.judgedAt = state.clockOffsetMs === null ? "" : String(now + state.clockOffsetMs);
+    badge.dataset.clockError = state.clockErrorMs === null ? "" : String(state.clockErrorMs);
     document.body.classList.toggle("not-live", name !== "live" && state.doc !== null);
   }
 
@@ -741,6 +796,7 @@
       state.everConnected = true;
       state.refused = null;
       renderConnection();
+      readRule();  // the server may have restarted with another interval
     });
     socket.on("disconnect", (reason) => {
       state.connected = false;
@@ -799,6 +855,8 @@
       if (dark.addEventListener) dark.addEventListener("change", onChange);
     }
     setInterval(renderConnection, 500);
+    setInterval(readRule, RULE_REFRESH_MS);
+    readRule();
     renderConnection();
     renderCharts();
     connect();

@@ -1,8 +1,8 @@
 """The application: the route table, and a server that starts and stops in order.
 
 What it does: :func:`make_app` holds the whole route table (REST, ``/ws``, ``/socket.io/``
-and the dashboard's static files). :class:`Server` picks the source (CONTRACT.md
-section 1), builds the hub, the Socket.IO server and the application, listens (port 0
+and the dashboard's static files). :class:`Server` picks the source (docs/API.md
+section 6.3), builds the hub, the Socket.IO server and the application, listens (port 0
 picks a free port, see :attr:`Server.port`), starts the source, and stops in order:
 stop accepting, close ``/ws`` clients with a close frame, disconnect Socket.IO clients,
 stop the source (no tegrastats child left). :func:`serve` runs a :class:`Server` until

@@ -4,7 +4,7 @@ What it does: pure ``parse_*`` functions turn the contents of the board's own fi
 facts (``None`` for anything missing or malformed, never an exception), and
 :class:`BoardReader` reads those files under a root directory (``/``, or
 ``$TEGRASTATS_API_SYSROOT``, read once by :func:`sysroot_from_environ`) and answers
-:meth:`BoardReader.facts`, the document of ``GET /api/board`` (CONTRACT.md section 7):
+:meth:`BoardReader.facts`, the document of ``GET /api/board`` (docs/API.md, `GET /api/board`):
 
 - ``model``: ``/proc/device-tree/model`` (``NVIDIA Jetson AGX Orin Developer Kit\\0``);
 - ``l4t``: the first line of ``/etc/nv_tegra_release`` (``# R36 (release), REVISION: 4.3,

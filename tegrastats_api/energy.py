@@ -7,8 +7,12 @@ that both print adds ``(P0 + P1) / 2 * (t1 - t0)``. The time is when the server 
 line (``received_at``), not tegrastats' own clock. The totals only grow, so they can be
 exported as Prometheus counters (``jetson_rail_energy_joules_total``).
 
-What it does not: guess across holes. A gap longer than ``max_gap_s`` (the hub passes five
-sample intervals, the point at which it reports itself degraded), a clock that went back,
+A reading below zero (``VDD_CPU_CV -398mW`` was seen on an AGX Orin without root) counts
+as 0 mW here: energy drawn is never negative, and a counter that went down would read
+as a reset to Prometheus. The gauges keep the reading as printed.
+
+What it does not: guess across holes. A gap longer than ``max_gap_s`` (the hub passes its
+``stale_after_s``, the point at which its data is stale), a clock that went back,
 and the first sample of a rail add nothing: those stretches are missing from the total
 rather than invented. A rail that stops being printed keeps its total. It reads no clock
 itself and knows nothing of Prometheus.
@@ -44,5 +48,6 @@ class EnergyMeter:
                 for rail, now_mw in power_mw.items():
                     before_mw = last_mw.get(rail)
                     if before_mw is not None:
-                        self._totals_j[rail] += (before_mw + now_mw) / 2.0 / MW_PER_W * elapsed_s
+                        drawn_mw = (max(0.0, before_mw) + max(0.0, now_mw)) / 2.0
+                        self._totals_j[rail] += drawn_mw / MW_PER_W * elapsed_s
         self._last = (at_s, dict(power_mw))

@@ -183,6 +183,8 @@ class HealthHandler(BaseAPIHandler):
             "samples": hub.samples,
             "parse_errors": hub.parse_errors,
             "restarts": hub.restarts,
+            "interval": hub.interval_s,
+            "stale_after": round(hub.stale_after_s, 6),
             "version": __version__,
             "model": self.board.model,
         }

@@ -61,7 +61,11 @@ Document = Dict[str, Any]
 Subscriber = Callable[[Document, bytes], None]
 
 SECTIONS = ("cpu", "memory", "temperature", "power")
-STALE_INTERVALS = 5  # a sample older than this many intervals makes the service degraded
+# The one staleness rule (docs/API.md, GET /api/health): the newest sample is stale once it
+# is older than this many sample intervals. /api/health turns degraded then, the dashboard
+# (which reads stale_after from /api/health) says "stale data", and the energy counter
+# leaves such a gap out.
+STALE_INTERVALS = 5
 UNHEALTHY_STATES = frozenset({"restarting", "missing", "stopped"})
 _LOG_FIRST_ERRORS = 5  # log the first few bad lines, then every _LOG_EVERY_ERRORS-th
 _LOG_EVERY_ERRORS = 100
@@ -212,7 +216,7 @@ class SnapshotHub:
         self.parse_errors = 0
         self.restarts = 0
         self.last_sample_at: Optional[float] = None
-        self.energy = EnergyMeter(max_gap_s=STALE_INTERVALS * interval_s)
+        self.energy = EnergyMeter(max_gap_s=self.stale_after_s)
         # Encodings derived from the newest sample (emptied at every sample), and the
         # history's fields= views; all bounded (module docstring).
         self._views: ViewCache[bytes] = ViewCache(VIEWS_MAX_ENTRIES, VIEWS_MAX_BYTES)
@@ -295,7 +299,7 @@ class SnapshotHub:
         return self.view_json(("section", section), lambda d: {section: d[section], "timestamp": d["timestamp"]})
 
     def summary_json(self) -> Optional[bytes]:
-        """The ``/api/summary`` document of the newest sample (CONTRACT.md section 6)."""
+        """The ``/api/summary`` document of the newest sample (docs/API.md, ``GET /api/summary``)."""
         return self.view_json("summary", summarize)
 
     def fields_json(self, paths: Sequence[Path]) -> Optional[bytes]:
@@ -366,6 +370,11 @@ class SnapshotHub:
             cache.put(key, view, view.bytes)
         yield b'{"samples":[' + b",".join(parts) + b"]}"
 
+    @property
+    def stale_after_s(self) -> float:
+        """Seconds after which the newest sample is stale: :data:`STALE_INTERVALS` intervals."""
+        return STALE_INTERVALS * self.interval_s
+
     def last_sample_age(self) -> Optional[float]:
         """Seconds since the newest sample was read, None before the first one."""
         if self.last_sample_at is None:
@@ -378,7 +387,7 @@ class SnapshotHub:
         age = self.last_sample_age()
         if age is None:
             return "degraded" if self.restarts or self.state in UNHEALTHY_STATES else "starting"
-        if age > STALE_INTERVALS * self.interval_s or self.state in UNHEALTHY_STATES:
+        if age > self.stale_after_s or self.state in UNHEALTHY_STATES:
             return "degraded"
         return "healthy"
 

@@ -1,11 +1,11 @@
 """Parse one line of ``tegrastats`` output into a :class:`~tegrastats_api.snapshot.Snapshot`.
 
-What it does: a pure function, :func:`parse_line`, that reads every token form of
-``../shared/tegrastats/GRAMMAR.md`` by its shape, never by its position, and keeps
-any token it does not understand verbatim in ``extra``. What it does not: I/O, clocks,
-logging, or guessing: a value that is not printed stays ``None``.
+What it does: a pure function, :func:`parse_line`, that reads every token form that
+tegrastats prints (docs/API.md sections 1, 2 and 4) by its shape, never by its position,
+and keeps any token it does not understand verbatim in ``extra``. What it does not: I/O,
+clocks, logging, or guessing: a value that is not printed stays ``None``.
 
-One real line per supported format (ids of ``samples.tsv``):
+One real line per supported format (ids of tests/fixtures/tegrastats/samples.tsv):
 
 * TX1, old home-directory tool, L4T 24/28.1 (#17)::
 
@@ -69,7 +69,12 @@ class ParseError(ValueError):
 
 
 # Numbers are bounded so that int() never sees thousands of digits (Python limits that).
+# Only sensor readings may be printed below zero: a temperature (``-256C`` for a sensor that
+# is off, ``-40C``) and any value of a power rail (``VDD_CPU_CV -398mW/-398mW``, seen on an
+# AGX Orin without root, JetPack 6). Loads, clocks and sizes are counts and never negative:
+# a minus sign there is not understood, and the token goes to ``extra`` as printed.
 _N = r"[0-9]{1,10}"
+_SIGNED = r"-?" + _N
 _T = r"-?[0-9]{1,4}(?:\.[0-9]{1,6})?"
 _NAME = r"[A-Z][A-Z0-9_]*"
 _FREQS = _N + r"(?:," + _N + r")*"
@@ -90,10 +95,10 @@ TOKEN_RE = re.compile(
     r"|(?P<cpu>(?:CPU|cpu) \[(?P<cpu_list>[0-9%@,of ]*)\](?:@(?P<cpu_f>{N}))?)"
     r"|(?P<mts>MTS fg (?P<mts_fg>{N})% bg (?P<mts_bg>{N})%)"
     r"|(?P<temp>(?P<temp_n>[A-Za-z][A-Za-z0-9_-]*)@(?P<temp_v>{T})C(?:/(?P<temp_max>{T})C)?)"
-    r"|(?P<rail>(?P<rail_n>{NAME}) (?P<rail_c>{N})(?:mW|(?=/))(?:/(?P<rail_a>{N})(?:mW)?(?:/(?P<rail_x>{N})(?:mW)?)?)?)"
+    r"|(?P<rail>(?P<rail_n>{NAME}) (?P<rail_c>{S})(?:mW|(?=/))(?:/(?P<rail_a>{S})(?:mW)?(?:/(?P<rail_x>{S})(?:mW)?)?)?)"
     r"|(?P<clk>(?P<clk_n>{NAME}) (?P<clk_v>off|@\[{F}\]|@{N}|{N}%@\[{F}\]|{N}%@{N}|{N}%|{N}))"
     r"|(?P<word>[^ ]+)"
-    r")(?= |$)".format(N=_N, T=_T, NAME=_NAME, F=_FREQS),
+    r")(?= |$)".format(N=_N, S=_SIGNED, T=_T, NAME=_NAME, F=_FREQS),
     re.ASCII,
 )
 
@@ -169,9 +174,10 @@ def _cores(listing: str, shared_freq: Optional[str]) -> Optional[Tuple[CpuCore, 
 
 
 def _temperature(text: str) -> Optional[float]:
-    """Degrees Celsius; ``-256`` is tegrastats' mark of a powered-off sensor."""
+    """Degrees Celsius, below zero as printed; ``-256`` is tegrastats' mark of a powered-off
+    sensor. ``-0`` reads as ``0.0`` (JSON has no use for a negative zero)."""
     value = float(text)
-    return None if value == -256 else value
+    return None if value == -256 else value + 0.0
 
 
 class _Line:

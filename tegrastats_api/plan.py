@@ -1,6 +1,6 @@
 """Which source to run, and the recorded lines the built-in sources replay.
 
-What it does: :func:`plan_source` applies CONTRACT.md section 1 (``--replay`` or
+What it does: :func:`plan_source` applies docs/API.md section 6.3 (``--replay`` or
 ``--simulate`` if given; else ``tegrastats`` if found; else, off a Jetson, the simulator
 with a loud warning; on a Jetson without tegrastats, :class:`TegrastatsNotFoundError`)
 and returns a :class:`SourcePlan`. :func:`load_board` and :func:`load_replay` read the
@@ -109,7 +109,7 @@ def plan_source(
     which: Callable[[str], str | None] = shutil.which,
     is_jetson: Callable[[], bool] = is_jetson,
 ) -> SourcePlan:
-    """Choose the source by CONTRACT.md section 1; reads board or replay files only.
+    """Choose the source by docs/API.md section 6.3; reads board or replay files only.
 
     ``--replay`` wins over ``--simulate`` (with a warning); then a found tegrastats; then,
     off a Jetson, the ``agx-orin`` simulator with a warning. Raises

@@ -8,7 +8,7 @@ broadcasts every sample from the hub to the clients it accepted, and to no one e
 payload is the document as an object). :func:`make_sio_handler` subclasses
 python-engineio's Tornado handler to apply our Origin rule (missing, ``null``, ``file://``,
 same host or allow-listed) to polling and WebSocket requests alike, to turn off
-per-message compression, which it forces on, and to answer every error as the contract's
+per-message compression, which it forces on, and to answer every error as docs/API.md's
 JSON document (:class:`tegrastats_api.websocket.JSONErrorAnswers`).
 
 Engine.IO sessions cost memory before their client joins the namespace, and a polling

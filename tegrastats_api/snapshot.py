@@ -2,7 +2,7 @@
 
 What it does: holds a parsed sample in frozen dataclasses whose attribute names carry
 their units (``used_mb``, ``freq_mhz``, ``current_mw``), and turns it into the public
-document of CONTRACT.md section 4 with :meth:`Snapshot.to_dict`.
+document of docs/API.md section 1 with :meth:`Snapshot.to_dict`.
 
 What it does not: parse text (see :mod:`tegrastats_api.parser`), read a clock or do
 I/O. ``None`` always means "not printed / not available", never 0.
@@ -195,7 +195,7 @@ class Snapshot:
         return round(sum(loads) / len(loads), 1)
 
     def to_dict(self) -> Dict[str, Any]:
-        """The schema-1 document of CONTRACT.md section 4 (a fresh, JSON-ready dict)."""
+        """The schema-1 document of docs/API.md section 1 (a fresh, JSON-ready dict)."""
         cores: List[Dict[str, Any]] = [core.to_dict() for core in self.cores]
         doc: Dict[str, Any] = {
             "schema": SCHEMA,

@@ -1,11 +1,11 @@
 """``/api/summary``: the headline numbers a small display shows, in under 256 bytes.
 
-What it does: :func:`summarize` reduces a schema-1 document to flat keys (CONTRACT.md
-section 6): CPU and GPU load, RAM and swap use, the hottest sensor and the board's input
-power. The rules behind them (which rail is the input, which sensor is a fixed reading,
-when a temperature is warm or hot) are the dashboard's too (static/app.js holds the same
-constants) and the terminal monitor's (``console``). What it does not: encode JSON or
-serve HTTP.
+What it does: :func:`summarize` reduces a schema-1 document to flat keys (docs/API.md,
+``GET /api/summary``): CPU and GPU load, RAM and swap use, the hottest sensor and the
+board's input power (section 2.3: a rail reading below zero counts as printed). The rules
+behind them (which rail is the input, which sensor is a fixed reading, when a temperature is
+warm or hot) are the dashboard's too (static/app.js holds the same constants) and the
+terminal monitor's (``console``). What it does not: encode JSON or serve HTTP.
 """
 from __future__ import annotations
 
@@ -42,8 +42,9 @@ def temperature_level(name: str, value: Optional[float]) -> str:
 
 
 def input_power(power: Mapping[str, Mapping[str, Any]]) -> Tuple[Optional[int], Optional[str]]:
-    """(mW, rail) of the board's input power: the first of :data:`INPUT_RAILS` printed,
-    else (sum of every rail, None); (None, None) when no rail is printed."""
+    """(mW, rail) of the board's input power, as printed (so below zero too): the first of
+    :data:`INPUT_RAILS` printed, else (sum of every rail, None); (None, None) when no rail
+    is printed."""
     for name in INPUT_RAILS:
         if name in power:
             return power[name]["current"], name

@@ -2,7 +2,7 @@
 
 What it does: :class:`SnapshotSocket` checks the token, the Origin and the connection cap
 before the upgrade (answering 401, 403 or 503 with a JSON body; 400 to a request that is no
-upgrade, 405 to other methods: every error answer is the contract's JSON document, see
+upgrade, 405 to other methods: every error answer is the JSON error of docs/API.md, see
 :class:`JSONErrorAnswers`, which Socket.IO's handler uses too), sends the latest
 document at once on open, then one text frame per sample straight from the bytes the hub
 encoded once. A client that cannot keep up loses intermediate frames: while one frame is
@@ -78,7 +78,7 @@ def _as_bytes(chunk: Union[str, bytes, Dict[str, Any]]) -> bytes:
 
 
 class JSONErrorAnswers(RequestHandler):
-    """Every error answer of a push endpoint as the contract's JSON document (``{"error": ...,
+    """Every error answer of a push endpoint as the JSON error of docs/API.md (``{"error": ...,
     "status": N}``, the status unchanged), whoever wrote it: our own refusals, tornado's (405
     for a method, 400 or 426 for a bad upgrade, 400 for a query that is not UTF-8) and
     python-engineio's (text/plain). Headers set beside it (CORS, ``Allow``,

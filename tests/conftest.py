@@ -9,7 +9,6 @@ import pytest
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 FAKE_TEGRASTATS = os.path.join(TESTS_DIR, "fake_tegrastats.py")
-SHARED_DIR = os.path.join(os.path.dirname(TESTS_DIR), "..", "shared")
 
 
 @pytest.fixture
@@ -24,15 +23,6 @@ def fake_tegrastats_argv() -> Callable[..., list[str]]:
         return [sys.executable, FAKE_TEGRASTATS, "--interval", str(interval_ms), *flags]
 
     return build
-
-
-@pytest.fixture
-def shared_samples_tsv() -> str:
-    """Path of ../shared/tegrastats/samples.tsv; the test is skipped where it is absent."""
-    path = os.path.normpath(os.path.join(SHARED_DIR, "tegrastats", "samples.tsv"))
-    if not os.path.exists(path):
-        pytest.skip("../shared/tegrastats/samples.tsv is not available")
-    return path
 
 
 def require_tool(found: object, what: str) -> None:

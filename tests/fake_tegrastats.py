@@ -23,6 +23,8 @@ Fault flags, for the source's tests:
                     when exiting (--exit-after), first fork a grandchild that appends its
                     pid to FILE and sleeps with stdout still open
   --crash-at-once   exit at once, before any output (status --exit-code, else 1)
+  --pause-file FILE while FILE exists, print nothing (a tegrastats that stalls but keeps
+                    running, so the data goes stale); go on once FILE is removed
 
 Like a C program it dies quietly of SIGPIPE when its reader goes away. Standard library
 only; runs on Python 3.8+.
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stderr-flood", action="store_true")
     parser.add_argument("--fork-grandchild", metavar="FILE")
     parser.add_argument("--crash-at-once", action="store_true")
+    parser.add_argument("--pause-file", metavar="FILE")
     return parser
 
 
@@ -143,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         emit(INVALID_UTF8_LINE)
     count = 0
     while args.exit_after is None or count < args.exit_after:
+        while args.pause_file and os.path.exists(args.pause_file):
+            time.sleep(0.01)
         emit(lines[count % len(lines)].encode("utf-8"))
         count += 1
         if args.stderr_noise:

@@ -12,7 +12,7 @@ from tegrastats_api.config import Config
 DATA_PATHS = ["/api/status", "/api/cpu", "/api/memory", "/api/temperature", "/api/power"]
 HEALTH_KEYS = {
     "status", "service", "timestamp", "connected_clients", "max_connections", "source",
-    "last_sample_age", "samples", "parse_errors", "restarts", "version", "model",
+    "last_sample_age", "samples", "parse_errors", "restarts", "interval", "stale_after", "version", "model",
 }
 JSON_TYPE = "application/json; charset=UTF-8"
 
@@ -116,7 +116,8 @@ class TestHealth(APITestCase):
         expected = {
             "status": "healthy", "service": "tegrastats-api", "connected_clients": 0,
             "max_connections": 10, "source": "replay", "last_sample_age": 0.25,
-            "samples": 3, "parse_errors": 1, "restarts": 0, "version": __version__,
+            "samples": 3, "parse_errors": 1, "restarts": 0, "interval": 1.0, "stale_after": 5.0,
+            "version": __version__,
         }
         self.assertEqual({k: body[k] for k in expected}, expected)
         self.assertTrue(body["timestamp"].endswith("Z"))

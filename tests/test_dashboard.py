@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import require_tool
 
-from tegrastats_api import Config, TegrastatsServer
+from tegrastats_api import Config, TegrastatsServer, parse_line
 from tegrastats_api.summary import hottest, input_power_mw
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -329,6 +330,7 @@ def test_numbers_match_the_pushed_document_and_change_with_the_next_push(browser
     browser.open("numbers", server.url + "/")
     wait_live(browser, "numbers")
     first, doc = read_matching(browser, "numbers", server.url)
+    assert first["badge"] == {"hidden": False, "text": "REPLAYED DATA"}
     assert_page_shows(first, doc)
     after = browser.ok("wait_change", page="numbers", **{"from": json.dumps(doc["timestamp"])})
     assert page_timestamp(after) > doc["timestamp"]
@@ -353,22 +355,106 @@ def test_every_board_is_rendered_from_its_own_document(browser):
         browser.ok("close", page="board")
 
 
-def test_stale_data_shows_its_age_and_replay_has_a_badge(browser, live_server, transport_lines):
-    """One sample and then silence: live, then "stale data (age N s)", live again on a push."""
-    server = live_server(transport_lines[:1])
-    browser.open("stale", server.url + "/")
+# The health body rounds last_sample_age to 1 ms; the page's age carries its clock error.
+AGE_ROUNDING_S = 0.0005
+
+
+def _health(base: str) -> Dict[str, Any]:
+    return json.loads(http_get(base + "/api/health")[1])
+
+
+def test_stale_is_the_rule_of_api_health(browser, server_process, tmp_path):
+    """One rule: the page shows "stale data (age N s)" exactly when /api/health is degraded
+    for stale data, with the number /api/health answers (stale_after = 5 intervals, not a
+    number of its own), the age counted on the server's clock even when the browser's clock
+    is an hour off; a page opened while the data is stale says so; live again with data."""
+    pause = tmp_path / "pause"
+    process = server_process("--update-interval", "0.4", fake=("--pause-file", str(pause)), healthy=True)
+    health = _health(process.url)
+    assert (health["interval"], health["stale_after"]) == (0.4, 2.0)
+    browser.open("stale", process.url + "/", clockSkewMs=-3600 * 1000)
     page = wait_live(browser, "stale")
-    assert page["badge"] == {"hidden": False, "text": "REPLAYED DATA"}
-    for line in transport_lines[1:4]:  # samples 0.3 s apart: the page learns the interval
-        time.sleep(0.3)
-        server.feed(line)
-    browser.ok("wait_change", page="stale", **{"from": json.dumps(page_timestamp(page))})
-    page = browser.ok("wait_state", page="stale", state="stale", timeout=6000)
-    assert page["text"].startswith("stale data (age ") and page["text"].endswith(" s)"), page["text"]
-    server.feed(transport_lines[4])
     page = browser.ok("wait_change", page="stale", **{"from": json.dumps(page_timestamp(page))})
-    assert page_timestamp(page) == server.hub.latest_document["timestamp"]
-    assert page["state"] == "live", page["text"]
+    assert page["staleAfter"] == health["stale_after"]
+    pause.touch()  # tegrastats keeps running but prints nothing
+    observations = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        page = browser.ok("read", page="stale")
+        after = _health(process.url)
+        observations.append((page, after))
+        if page["state"] == "stale":
+            break
+        time.sleep(0.05)
+    assert page["state"] == "stale", "the page never said stale: %r, health %r" % (
+        {key: page[key] for key in ("state", "text", "age", "staleAfter", "clockError")}, after)
+    assert page["text"] == "stale data (age %d s)" % round(page["age"]), page["text"]
+    for page, after in observations:
+        assert page["staleAfter"] == after["stale_after"] == 2.0
+        assert page["state"] == ("stale" if page["age"] > page["staleAfter"] else "live"), page
+        # The page judged before this health answer was made, on the server's clock.
+        slack = page["clockError"] / 1000.0 + AGE_ROUNDING_S
+        assert page["age"] <= after["last_sample_age"] + slack, (page, after)
+        if page["state"] == "stale" and page["age"] > page["staleAfter"] + slack:
+            assert (after["status"], after["last_sample_age"] > after["stale_after"]) == ("degraded", True)
+        if abs(after["last_sample_age"] - after["stale_after"]) > AGE_ROUNDING_S:
+            assert after["status"] == ("degraded" if after["last_sample_age"] > after["stale_after"] else "healthy")
+    # A page opened now, with the data already stale, says so as soon as it knows the rule.
+    browser.open("late", process.url + "/")
+    late = browser.ok("wait_change", page="late", **{"from": json.dumps(None)})
+    while late["staleAfter"] is None and time.monotonic() < deadline:
+        late = browser.ok("read", page="late")
+    assert late["staleAfter"] == 2.0 and late["state"] == "stale", late
+    assert _health(process.url)["status"] == "degraded"
+    pause.unlink()
+    for name in ("stale", "late"):
+        page = browser.ok("wait_state", page=name, state="live", timeout=10000)
+        assert page["age"] <= page["staleAfter"], page
+    assert_clean_log(browser, "stale", process.url)
+    browser.ok_all("close", ["stale", "late"])
+
+
+def test_readings_below_zero_are_shown_as_printed(browser, server_process, tmp_path):
+    """Rails (and sensors) below zero, from a real tegrastats child: the figures as printed
+    ("-0.40 W", a board input below zero), empty bars marked below zero (never NaN), and a
+    power chart whose y range reaches below zero (tests/test_negative_readings.py has the
+    lines; every other consumer is checked there)."""
+    from test_negative_readings import CASES, FAKE_LINES
+
+    lines = tmp_path / "negative.txt"
+    lines.write_text("\n".join(FAKE_LINES) + "\n", encoding="utf-8")
+    process = server_process("--update-interval", "0.3", fake=("--lines", str(lines)), healthy=True)
+    browser.open("below", process.url + "/")
+    wait_live(browser, "below")
+    seen = {}
+    deadline = time.monotonic() + 30
+    while set(seen) != set(CASES) and time.monotonic() < deadline:
+        page, doc = read_matching(browser, "below", process.url)
+        name = next(n for n, case in CASES.items() if doc["power"] == parse_line(case[0]).to_dict()["power"])
+        if name not in seen:
+            assert_page_shows(page, doc)
+            seen[name] = page
+    assert set(seen) == set(CASES), sorted(seen)
+    for name, page in seen.items():
+        text = {path: shown for path, _, shown, _ in fields_of(page)}
+        below = {rail for rail, power in parse_line(CASES[name][0]).to_dict()["power"].items() if power["current"] < 0}
+        assert {rail for rail, marked, _ in page["rails"] if marked} == below, name
+        for rail, _, width in page["rails"]:
+            assert re.fullmatch(r"\d+(\.\d+)?%", width), (name, rail, width)
+            if rail in below:
+                assert width == "0%", (name, rail, width)
+        assert all(re.fullmatch(r"(\d+(\.\d+)?%)?", bar) for bar in page["bars"]), (name, page["bars"])
+        assert "NaN" not in json.dumps(page)
+        if name == "orin":
+            assert text["power.vdd_cpu_cv.current"] == "-0.40 W"
+            assert text["power.total"] == "5.45 W"
+        if name == "nano_in":
+            assert text["power.total"] == "-0.02 W" and text["temperature.pll"] == "-40.0 \u00b0C"
+    page = browser.ok("read", page="below")
+    low, high = page["yRanges"]["chart-power"]
+    assert low <= -0.398 and high >= 15.472, page["yRanges"]  # vdd_cpu_cv, Thor's input (sum)
+    assert_clean_log(browser, "below", process.url)
+    browser.ok("close", page="below")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])

@@ -4,22 +4,27 @@ What it checks: every path of every document the parser makes from a real line i
 the doc's field table with its JSON type (and every row of the table still exists);
 the JSON examples parse and equal what :func:`parse_line` returns for their lines; the
 tables of token forms say what the parser does; the Python examples run and print what
-their ``# ->`` comments say; every endpoint of CONTRACT.md section 3 has its section.
+their ``# ->`` comments say; every endpoint of the shared contract's section 3 (copied
+into tests/fixtures/contract_endpoints.md) has its section; the command line section
+names every setting, command and exit code; nothing cites a file that is not in the
+repository (the shared ``CONTRACT.md``, the shared folder beside the checkout).
 
 Examples are tied to the parser by HTML comments just before a fenced block:
 ``<!-- doc-test: line -->`` (a tegrastats line), ``parsed`` / ``parsed full`` (its
 document, in part / whole), ``row N`` (part of the document of samples.tsv row N),
 ``section NAME`` (an ``/api/NAME`` answer), ``health``, ``error`` and ``python``.
 
-Pure: no server, no I/O beyond reading the doc, the fixtures and ../shared/CONTRACT.md.
+Pure: no server, no I/O beyond reading the doc, the fixtures and the repository's files.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
@@ -34,21 +39,24 @@ SAMPLES_PATH = ROOT / "tests" / "fixtures" / "tegrastats" / "samples.tsv"
 with SAMPLES_PATH.open(encoding="utf-8", newline="") as _f:
     SAMPLES = list(csv.DictReader(_f, delimiter="\t"))
 BY_ID = {row["id"]: row["line"] for row in SAMPLES}
-CONTRACT_PATH = ROOT.parent / "shared" / "CONTRACT.md"
+# Section 3 of the shared contract, copied verbatim (tests/fixtures/README.md).
+CONTRACT_PATH = ROOT / "tests" / "fixtures" / "contract_endpoints.md"
+CONTRACT_SECTION_SHA256 = "34cff742dfc7ebf36a9ffb62919a0ad3079fa692777b213404ca492cf7fd186c"
 
 # Keys chosen by the board: the doc writes them as these placeholders.
 DYNAMIC = {"temperature": "<sensor>", "power": "<rail>", "engines": "<engine>", "extra": "<token>"}
 JSON_TYPES = ("null", "boolean", "integer", "number", "string", "array", "object")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SOURCES = ("tegrastats", "simulator", "replay")
-# CONTRACT.md section 3, health row, then section 7's `model`; cross-checked against the
-# contract when it is there.
-HEALTH_KEYS = [
+# The contract's section 3, health row (cross-checked against the copy of the contract).
+CONTRACT_HEALTH_KEYS = [
     "status", "service", "timestamp", "connected_clients", "max_connections", "source",
-    "last_sample_age", "samples", "parse_errors", "restarts", "version", "model",
+    "last_sample_age", "samples", "parse_errors", "restarts", "version",
 ]
-HEALTH_KEYS_SECTION_7 = ["model"]
-# CONTRACT.md sections 3 and 6: every path, whether served yet or planned.
+# What /api/health answers: the contract's keys plus the staleness rule (interval, stale_after)
+# and the board's model (the contract's section 7: "`/api/health` carries `model`").
+HEALTH_KEYS = CONTRACT_HEALTH_KEYS[:-1] + ["interval", "stale_after", "version", "model"]
+# The contract's sections 3 and 6: every path, whether served yet or planned.
 ENDPOINTS = [
     "/api/health", "/api/status", "/api/cpu", "/api/memory", "/api/temperature", "/api/power",
     "/", "/socket.io/", "/ws", "/metrics", "/api/history",
@@ -361,14 +369,18 @@ def test_health_example_has_the_contract_keys():
         assert TIMESTAMP_RE.match(example["timestamp"])
     table = {_spans(row[0])[0] for row in _rows(_section(DOC, "### `GET /api/health`"))}
     assert set(HEALTH_KEYS) <= table, "the health key table misses %s" % (set(HEALTH_KEYS) - table)
-    if CONTRACT_PATH.exists():
-        row = next(r for r in _contract_section_3().split("\n") if "/api/health" in r)
-        for key in HEALTH_KEYS:
-            if key not in HEALTH_KEYS_SECTION_7:
-                assert '"%s"' % key in row, "%s is not in CONTRACT.md's health row" % key
-        contract = CONTRACT_PATH.read_text(encoding="utf-8")
-        for key in HEALTH_KEYS_SECTION_7:
-            assert "`/api/health` carries `%s`" % key in contract, key
+    row = next(r for r in _contract_section_3().split("\n") if "/api/health" in r)
+    for key in CONTRACT_HEALTH_KEYS:
+        assert '"%s"' % key in row, "%s is not in the contract's health row" % key
+
+
+def test_the_staleness_rule_is_documented_with_the_servers_number():
+    from tegrastats_api.hub import STALE_INTERVALS, SnapshotHub
+
+    section = " ".join(_section(DOC, "### `GET /api/health`").split())
+    assert "`stale_after` = %d × `--update-interval`" % STALE_INTERVALS in section
+    assert "older than %d intervals" % STALE_INTERVALS in section
+    assert SnapshotHub("replay", interval_s=0.4).stale_after_s == STALE_INTERVALS * 0.4
 
 
 def test_error_examples_have_the_contract_shape():
@@ -504,12 +516,10 @@ def _path_of(span: str) -> str:
 
 
 def _contract_paths() -> List[str]:
-    if not CONTRACT_PATH.exists():
-        return ENDPOINTS
     paths = []
     for row in _rows(_contract_section_3()):
         paths += [_path_of(s) for s in _spans(row[0])]
-    assert set(ENDPOINTS) <= set(paths), "CONTRACT.md section 3 no longer reads as expected"
+    assert set(ENDPOINTS) <= set(paths), "the contract's section 3 no longer reads as expected"
     return paths
 
 
@@ -565,3 +575,97 @@ def test_doc_names_the_contract_rules():
                "204", "401", "503", "parse_errors", "from tegrastats_api import", "ParseError")
     for phrase in phrases:
         assert phrase in DOC, phrase
+
+
+def test_the_contract_copy_is_the_recorded_section():
+    text = CONTRACT_PATH.read_text(encoding="utf-8")
+    section = text[text.index("## 3. "):]
+    assert hashlib.sha256(section.encode("utf-8")).hexdigest() == CONTRACT_SECTION_SHA256
+    assert CONTRACT_SECTION_SHA256 in (ROOT / "tests" / "fixtures" / "README.md").read_text(encoding="utf-8")
+
+
+# --- the command line (section 6) -------------------------------------------------------
+
+
+def test_command_line_section_names_every_command_setting_and_exit_code():
+    from tegrastats_api.cli import ExitStatus
+    from tegrastats_api.config import COMMANDS, ENV_PREFIX, SETTINGS, Config
+
+    section = _section(DOC, "## 6. ")
+    commands = {_spans(row[0])[0].split()[1] for row in _rows(section)
+                if _spans(row[0])[0].startswith("tegrastats-api ")}
+    assert commands == set(COMMANDS)
+    settings = {_spans(row[0])[0].split()[0]: row for row in _rows(_section(DOC, "### 6.1 "))}
+    assert set(settings) == {s.flag for s in SETTINGS}
+    defaults = {name: f.default for name, f in Config.__dataclass_fields__.items()}
+    for setting in SETTINGS:
+        row = settings[setting.flag]
+        assert row[1] == "`%s%s`" % (ENV_PREFIX, setting.name.upper()), row
+        default = defaults.get(setting.name)
+        if isinstance(default, bool):
+            assert row[2].startswith("`%s`" % str(default).lower()), row
+        elif isinstance(default, tuple):
+            assert row[2].startswith("`%s`" % ",".join(default)), row
+        elif default is not None:
+            assert row[2].startswith("`%s`" % default), row
+    codes = [line.split("|")[1].strip() for line in _section(DOC, "### 6.2 ").split("\n") if re.match(r"\| \d ", line)]
+    assert codes == [str(int(status)) for status in ExitStatus]
+
+
+# --- nothing cites a file that is not in the repository ---------------------------------
+
+LICENCE_WORDS = "CONTRACT, TORT"  # the MIT licence's own words, not a citation
+
+
+def _repository_files() -> List[Path]:
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=str(ROOT), capture_output=True, timeout=60, check=True).stdout
+    return [ROOT / name for name in listed.decode("utf-8").split("\0") if name and (ROOT / name).is_file()]
+
+
+def _text_of(path: Path) -> Optional[str]:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return None
+
+
+# These two still cite CONTRACT.md in one docstring line each; other work rewrites them and
+# changes the citation to docs/API.md section 6 (Settings / Exit codes). The test fails when
+# one no longer cites it, so that the exception goes with the citation.
+CONTRACT_CITATIONS_PENDING = {"tegrastats_api/cli.py", "tegrastats_api/config.py"}
+
+
+def test_nothing_cites_the_shared_contract_file():
+    """docs/API.md is the contract users read: code, docs, tests and packaging cite it, never
+    the shared CONTRACT.md, which is not in the repository (tests/fixtures/ keeps a copy of
+    its section 3 and says where it comes from)."""
+    citing = set()
+    for path in _repository_files():
+        relative = path.relative_to(ROOT).as_posix()
+        text = _text_of(path)
+        if text is None or relative.startswith("tests/fixtures/") or relative == "tests/test_docs.py":
+            continue
+        if re.search(r"CONTRACT(\.md| ?§)", text.replace(LICENCE_WORDS, "")):
+            citing.add(relative)
+    assert citing == CONTRACT_CITATIONS_PENDING, (
+        "cite docs/API.md instead in %s; no longer citing it (drop from CONTRACT_CITATIONS_PENDING): %s"
+        % (sorted(citing - CONTRACT_CITATIONS_PENDING), sorted(CONTRACT_CITATIONS_PENDING - citing)))
+
+
+# A relative path up to the shared folder, a quoted path part named shared, or parents[N] / it.
+SHARED_RE = re.compile(r"""\.\.[/]shared|["']shared["']|parents?\[\d\]\s*/\s*["']shared""")
+
+
+def test_no_test_refers_to_the_shared_folder():
+    """A fresh clone without the shared folder beside it runs every test: what tests read is in
+    tests/fixtures/ (with its provenance in tests/fixtures/README.md)."""
+    tests = [p for p in _repository_files()
+             if p.relative_to(ROOT).parts[0] == "tests" and "node_modules" not in p.parts
+             and p.suffix in (".py", ".js", ".sh", ".cfg", ".ini", ".toml", ".txt", ".json")
+             and "fixtures" not in p.relative_to(ROOT).parts]
+    assert len(tests) > 20
+    referring = [p.relative_to(ROOT).as_posix() for p in tests if SHARED_RE.search(_text_of(p) or "")]
+    assert referring == [], referring
+    for config in (ROOT / "pyproject.toml", ROOT / "Makefile"):
+        assert not SHARED_RE.search(config.read_text(encoding="utf-8")), config

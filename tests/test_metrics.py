@@ -308,6 +308,29 @@ def test_energy_meter_alone():
     assert meter.totals_j == {"r": pytest.approx(3.0 + 12.0)}
 
 
+def test_energy_counts_a_reading_below_zero_as_zero():
+    """Energy drawn never goes down: a rail below zero (``VDD_CPU_CV -398mW``) adds nothing,
+    and a step across zero adds only the part above it."""
+    meter = EnergyMeter(max_gap_s=5.0)
+    meter.add(100.0, {"r": -398, "s": -1000})
+    meter.add(101.0, {"r": -398, "s": 3000})  # r: 0 J; s: (0 + 3 W) / 2 * 1 s
+    assert meter.totals_j == {"r": 0.0, "s": pytest.approx(1.5)}
+    meter.add(102.0, {"r": -1, "s": -500})  # s: (3 W + 0) / 2 * 1 s
+    assert meter.totals_j == {"r": 0.0, "s": pytest.approx(3.0)}
+
+
+def test_gauges_below_zero_agree_with_the_document():
+    line = ROWS["33"].replace("VDD_CPU_CV 246mW/246mW", "VDD_CPU_CV -398mW/-398mW")
+    hub = fed_hub(line, line)
+    assert hub.latest_document["power"]["vdd_cpu_cv"]["current"] == -398
+    text = exposition(hub)
+    assert_agrees(text, hub.latest_document)
+    series = scrape(text)
+    assert series[("jetson_rail_power_watts", (("rail", "vdd_cpu_cv"),))] == -0.398
+    assert series[("jetson_board_power_watts", ())] == pytest.approx((2468 - 398 + 3383) / 1000)
+    assert energy(hub)["vdd_cpu_cv"] == 0.0
+
+
 # --- over HTTP -------------------------------------------------------------------------
 
 

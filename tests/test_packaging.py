@@ -442,6 +442,71 @@ def test_sdist_contains_everything_to_build_and_test(tmp_path):
     assert not [n for n in names if "node_modules" in n or "__pycache__" in n]
 
 
+# --- make run / make install: a venv with the runtime dependencies only ------------------
+
+
+def _requirement_names(extra: Optional[str]) -> set:
+    """Names of the package's requirements: the runtime ones (``extra`` None) or an extra's."""
+    from importlib.metadata import requires
+
+    names = set()
+    for requirement in requires("tegrastats-api") or []:
+        spec, _, marker = requirement.partition(";")
+        in_extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
+        if (in_extra.group(1) if in_extra else None) == extra:
+            names.add(re.split(r"[\s<>=!~\[(]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+@pytest.mark.slow
+def test_make_run_and_install_use_a_venv_without_the_test_and_dev_extras(tmp_path):
+    """``make run`` serves from its own venv (RUN_VENV, default .venv-run) holding the package
+    and its runtime dependencies only; ``make install`` self-tests that venv; ``make test``
+    keeps .venv with the extras."""
+    require_tool(shutil.which("make"), "GNU make")
+    runtime, extras = _requirement_names(None), _requirement_names("test") | _requirement_names("dev")
+    assert {"tornado", "python-socketio", "prometheus-client"} <= runtime and {"pytest", "ruff"} <= extras
+    venv, port, log = tmp_path / "run-venv", free_port(), tmp_path / "make-run.log"
+    make = ["make", "--no-print-directory", "PYTHON=" + sys.executable, "RUN_VENV=" + str(venv)]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(make + ["run", "PORT=%d" % port], cwd=str(REPO), stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   env=clean_env(TEGRASTATS_API_HOST="127.0.0.1", TEGRASTATS_API_SIMULATE="1"))
+    try:
+        deadline, status = time.monotonic() + 280, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                status = http_get("http://127.0.0.1:%d/api/health" % port, timeout=2)
+            except OSError:
+                status = None
+            if status and status[0] == 200:
+                break
+            time.sleep(0.5)
+        assert status and status[0] == 200, "make run did not serve: %s" % log.read_text(errors="replace")[-3000:]
+        assert json.loads(status[2])["source"] == "simulator"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)  # make and the server it started: its own session
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+                            capture_output=True, text=True, timeout=120, env=clean_env())
+    installed = {p["name"].lower().replace("_", "-") for p in json.loads(listed.stdout)}
+    assert runtime | {"tegrastats-api"} <= installed, installed
+    assert not installed & extras, "test or development packages in the run venv: %s" % (installed & extras)
+    assert len(installed - {"pip", "setuptools", "wheel"}) < 20, sorted(installed)
+    selftest = subprocess.run(make + ["install", "SELFTEST_PORT=%d" % free_port()], cwd=str(REPO),
+                              capture_output=True, text=True, timeout=280, env=clean_env(), stdin=subprocess.DEVNULL)
+    assert selftest.returncode == 0 and "8 passed, 0 failed" in selftest.stdout, selftest.stdout + selftest.stderr
+    assert "installed: %s/bin/tegrastats-api" % venv in selftest.stdout
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "VENV=" + str(tmp_path / "test-venv"), "venv"],
+                         cwd=str(REPO), capture_output=True, text=True, timeout=60, env=clean_env())
+    assert "-e '.[test,dev]'" in dry.stdout, dry.stdout
+
+
 # --- install.sh / uninstall.sh into a scratch root ------------------------------------
 
 

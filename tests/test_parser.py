@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import json
 import math
 import re
@@ -47,11 +48,16 @@ def _doc(line: str, **kw: object) -> dict:
 # --- every real line -------------------------------------------------------------
 
 
-def test_fixture_holds_every_shared_sample():
-    shared = Path(__file__).resolve().parents[2] / "shared" / "tegrastats" / "samples.tsv"
-    if not shared.exists():
-        pytest.skip("../shared/tegrastats/samples.tsv is not beside this checkout")
-    assert shared.read_text(encoding="utf-8") == (FIXTURES / "samples.tsv").read_text(encoding="utf-8")
+# The shared samples.tsv this copy was made from (tests/fixtures/README.md).
+SAMPLES_SHA256 = "3c5fb63c13fe7929dd68d8098709f684fdc080bd08b3d1a59c7253c55e4e079a"
+
+
+def test_fixture_is_the_recorded_copy_of_every_shared_sample():
+    data = (FIXTURES / "samples.tsv").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == SAMPLES_SHA256, "samples.tsv changed: see tests/fixtures/README.md"
+    assert SAMPLES_SHA256 in (FIXTURES.parent / "README.md").read_text(encoding="utf-8")
+    ids = [int(row["id"]) for row in SAMPLES]
+    assert ids == sorted(set(ids))  # one row per id, in order
 
 
 def test_fixture_rows_have_id_and_source():
@@ -319,6 +325,39 @@ EDGES = [
         "nc_2": {"current": 5, "average": 6, "unit": "mW"},
         "nc_3": {"current": 7, "average": 8, "unit": "mW"}}),
     ("VDD_GPU 5517mW", ("power", "vdd_gpu"), {"current": 5517, "average": None, "unit": "mW"}),
+    # A reading below zero is a value (VDD_CPU_CV -398mW/-398mW, AGX Orin JetPack 6 without
+    # root), in every rail form, in any of the values; never a token for ``extra``.
+    ("VDD_CPU_CV -398mW/-398mW", ("power", "vdd_cpu_cv"), {"current": -398, "average": -398, "unit": "mW"}),
+    ("VDD_CPU_CV -398mW/-398mW", ("extra",), {}),
+    ("VDD_IN -398/-398", ("power", "vdd_in"), {"current": -398, "average": -398, "unit": "mW"}),
+    ("POM_5V_GPU 12/-3", ("power", "pom_5v_gpu"), {"current": 12, "average": -3, "unit": "mW"}),
+    ("GPU -7/40", ("power", "gpu"), {"current": -7, "average": 40, "unit": "mW"}),
+    ("VDD_GPU -5mW/-3mW/10mW", ("power", "vdd_gpu"), {"current": -5, "average": -3, "max": 10, "unit": "mW"}),
+    ("VIN 5mW/6mW/-1mW", ("power", "vin"), {"current": 5, "average": 6, "max": -1, "unit": "mW"}),
+    ("VDD_GPU -5517mW", ("power", "vdd_gpu"), {"current": -5517, "average": None, "unit": "mW"}),
+    ("VDD_IN -0/-0", ("power", "vdd_in"), {"current": 0, "average": 0, "unit": "mW"}),
+    ("NC -1mW/0mW NC 0mW/-2mW", ("power",), {
+        "nc": {"current": -1, "average": 0, "unit": "mW"},
+        "nc_2": {"current": 0, "average": -2, "unit": "mW"}}),
+    # Malformed signs stay verbatim in extra.
+    ("VDD_IN --3/4", ("extra",), {"VDD_IN": "--3/4"}),
+    ("VDD_IN -/4", ("extra",), {"VDD_IN": "-/4"}),
+    ("VDD_IN 3-/4", ("extra",), {"VDD_IN": "3-/4"}),
+    # Temperatures below zero (GRAMMAR.md section 8: value := ["-"] digits ["." digits]).
+    ("cpu@-40C tj@-0.5C", ("temperature"), {"cpu": -40.0, "tj": -0.5}),
+    ("BCPU@-45C", ("temperature", "bcpu"), -45.0),
+    ("cpu@-3.25C/-1C", ("temperature", "cpu"), -3.25),
+    ("cpu@-0C", ("temperature", "cpu"), 0.0),
+    ("CV0@-256C/-256C", ("temperature", "cv0"), None),
+    ("gpu@-256.0C", ("temperature", "gpu"), None),
+    # Loads, clocks and sizes are counts: tegrastats never prints them below zero, so a
+    # minus sign there is not understood and the token is kept as printed.
+    ("GR3D_FREQ -5%", ("extra",), {"GR3D_FREQ": "-5%"}),
+    ("EMC_FREQ -1%@2133", ("extra",), {"EMC_FREQ": "-1%@2133"}),
+    ("NVENC 3%@-115", ("extra",), {"NVENC": "3%@-115"}),
+    ("APE -174", ("extra",), {"APE": "-174"}),
+    ("CPU [-5%@102,3%@204]", ("extra",), {"CPU": "[-5%@102,3%@204]"}),
+    ("MTS fg -3% bg 9%", ("extra",), {"MTS": "fg", "-3%": "", "bg": "9%"}),
     ("NVDLA2 37%@1000", ("extra",), {"NVDLA2": "37%@1000"}),
     ("FUTURE_TOKEN value", ("extra",), {"FUTURE_TOKEN": "value"}),
     ("LONELY", ("extra",), {"LONELY": ""}),
@@ -460,6 +499,61 @@ def test_random_bytes_in_real_lines(line, noise, at):
 def test_arbitrary_text(text):
     _check(text)
     _check("RAM 1/2MB " + text)
+
+
+# Readings that may be printed below zero (GRAMMAR.md sections 8, 9), in every form.
+_MW = st.integers(-10 ** 6, 10 ** 6)
+_RAIL_NAMES = st.from_regex(r"ZZ_[A-Z0-9_]{0,12}", fullmatch=True)
+
+
+@st.composite
+def rail_tokens(draw):
+    """(token, expected power entry): ``N cur/avg``, ``N cur`mW`/avg`mW``, ``N c/a/m`` in mW."""
+    name = draw(_RAIL_NAMES)
+    values = draw(st.lists(_MW, min_size=1, max_size=3))
+    unit = "mW" if len(values) != 2 or draw(st.booleans()) else ""
+    if len(values) == 1:
+        unit = "mW"  # a single value is a rail only with its unit
+    token = "%s %s" % (name, "/".join("%d%s" % (v, unit) for v in values))
+    expected = {"current": values[0], "average": values[1] if len(values) > 1 else None}
+    if len(values) == 3:
+        expected["max"] = values[2]
+    expected["unit"] = "mW"
+    return name, token, expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(LINES), rail_tokens())
+def test_any_rail_reading_in_any_form_is_a_rail(line, rail):
+    name, token, expected = rail
+    doc = _doc(line + " " + token)
+    assert doc["power"][name.lower()] == expected
+    assert name not in doc["extra"]
+    assert doc["power"] == dict(_doc(line)["power"], **{name.lower(): expected})
+
+
+@st.composite
+def temperature_tokens(draw):
+    """(token, °C or None): as tegrastats prints them, up to 3 decimals, integers bare."""
+    thousandths = draw(st.integers(-300_000, 150_000))
+    text = "%d" % (thousandths // 1000) if thousandths % 1000 == 0 else (
+        "%.3f" % (thousandths / 1000.0)).rstrip("0")
+    text = draw(st.sampled_from([text, text, text, "-0", "-0.0", "-256"]))
+    current = float(text)
+    token = "zz_t@%sC" % text
+    if draw(st.booleans()):
+        token += "/%sC" % draw(st.sampled_from(["-1", "0", "12.5", "-256"]))
+    return token, None if current == -256 else current
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(LINES), temperature_tokens())
+def test_any_temperature_reading_is_the_printed_value(line, temp):
+    token, expected = temp
+    doc = _doc(line + " " + token)
+    assert doc["temperature"]["zz_t"] == expected
+    assert json.dumps(doc["temperature"]["zz_t"]) != "-0.0"  # no negative zero
+    assert doc["extra"] == _doc(line)["extra"]
 
 
 def test_100_kb_line():

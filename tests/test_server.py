@@ -60,6 +60,38 @@ def test_serves_the_child_and_counts_garbage_not_stderr(server_process):
     wait_until(lambda: "stderr noise" in server.log(), what="stderr logged")
 
 
+# The health body rounds last_sample_age to 1 ms: within that of the limit either is right.
+AGE_ROUNDING_S = 0.0005
+
+
+def test_a_stalled_tegrastats_is_stale_by_the_rule_health_answers(server_process, tmp_path):
+    """tegrastats stops printing but keeps running: /api/health answers its rule
+    (``stale_after`` = 5 intervals) and is ``degraded`` exactly when the newest sample is
+    older than that, ``healthy`` before; healthy again once samples come back."""
+    pause = tmp_path / "pause"
+    server = server_process("--update-interval", "0.2", fake=("--pause-file", str(pause)), healthy=True)
+    health = server.health()
+    assert (health["interval"], health["stale_after"]) == (0.2, 1.0)
+    pause.touch()
+    seen = []
+
+    def observe():
+        response = server.get("/api/health")
+        body = response.json()
+        seen.append((response.status_code, body["status"], body["last_sample_age"], body["stale_after"]))
+        return body["status"] == "degraded" and body["last_sample_age"] > 1.3
+
+    wait_until(observe, what="degraded")
+    for code, status, age, stale_after in seen:
+        assert stale_after == 1.0
+        if abs(age - stale_after) <= AGE_ROUNDING_S:
+            continue
+        want = ("degraded", 503) if age > stale_after else ("healthy", 200)
+        assert (status, code) == want, (age, seen)
+    pause.unlink()
+    wait_until(lambda: server.get("/api/health").status_code == 200, what="healthy again")
+
+
 def test_rest_ws_and_socketio_carry_the_same_document(server_process):
     server = server_process(*FAST, fake=())
     wait_until(lambda: server.get("/api/status").status_code == 200)

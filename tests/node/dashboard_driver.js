@@ -7,11 +7,14 @@
 // Reads one JSON command per line on stdin and answers one JSON line on stdout:
 //   {"id": 1, "cmd": "open", "page": "p", "url": "...", "width": 1280, "height": 800,
 //    "colorScheme": "light", "reuse": false}     -> {"id": 1, "ok": true, "status": 200}
-//      (reuse: navigate an open page of that name instead of making a new one)
+//      (reuse: navigate an open page of that name instead of making a new one;
+//       clockSkewMs: the page's Date.now() runs that many ms off this machine's clock)
 //   {"cmd": "wait_state", "page": "p", "state": "live", "timeout": 5000}
 //                                                -> {"ok": true, "state": "live", "text": "live"}
-//   {"cmd": "read", "page": "p"}                 -> {"ok": true, "state", "text", "badge", "tempMax",
-//                                                    "charts", "board": {model, line, value, title},
+//   {"cmd": "read", "page": "p"}                 -> {"ok": true, "state", "text", "age", "staleAfter",
+//                                                    "judgedAt", "clockError", "badge", "tempMax",
+//                                                    "charts", "yRanges", "bars", "rails",
+//                                                    "board": {model, line, value, title},
 //                                                    "fields": [[path, rawJSON, text, unit], ...]}
 //   {"cmd": "wait_change", "page": "p", "from": "<timestamp JSON>", "timeout": 5000}
 //   {"cmd": "layout", "page": "p"}               -> {"ok": true, "scrollWidth", "clientWidth", "overflowing": [...],
@@ -54,6 +57,12 @@ async function open(cmd) {
     hasTouch: Boolean(cmd.mobile),
     serviceWorkers: "block",
   });
+  if (cmd.clockSkewMs) {
+    await context.addInitScript((skew) => {
+      const now = Date.now.bind(Date);
+      Date.now = () => now() + skew;
+    }, cmd.clockSkewMs);
+  }
   const page = await context.newPage();
   const entry = { context, page, console: [], errors: [], requests: [] };
   page.on("console", (msg) => entry.console.push({ type: msg.type(), text: msg.text(), url: msg.location().url || "" }));
@@ -74,15 +83,27 @@ function entryOf(cmd) {
 function readPage() {
   const conn = document.getElementById("connection");
   const badge = document.getElementById("source-badge");
+  const number = (text) => (text === undefined || text === "" ? null : Number(text));
   return {
     state: conn.dataset.state,
     text: conn.textContent,
+    // the staleness verdict's inputs: age and limit (s), when judged (server epoch ms), +- ms
+    age: number(conn.dataset.age),
+    staleAfter: number(conn.dataset.staleAfter),
+    judgedAt: number(conn.dataset.judgedAt),
+    clockError: number(conn.dataset.clockError),
     badge: { hidden: badge.hidden, text: badge.textContent },
     tempMax: document.querySelector("[data-testid=temp-max]").dataset.value || null,
     charts: document.querySelectorAll(".chart .plot canvas").length,
     board: { model: document.getElementById("board-model").textContent,
       line: document.getElementById("board-line").hidden ? null : document.getElementById("board-line").textContent,
       value: document.getElementById("board-line").dataset.value || null, title: document.title },
+    // The drawn y range of each chart ({id: [min, max]}), and every bar's inline width.
+    yRanges: Object.fromEntries(Array.from(document.querySelectorAll(".chart"))
+      .map((fig) => [fig.id, fig.dataset.yRange ? JSON.parse(fig.dataset.yRange) : null])),
+    bars: Array.from(document.querySelectorAll(".meter i, .core .fill")).map((bar) => bar.style.width || bar.style.height || ""),
+    rails: Array.from(document.querySelectorAll("#rails .rail")).map((row) =>
+      [row.dataset.key, row.classList.contains("below-zero"), row.querySelector(".meter i").style.width]),
     fields: Array.from(document.querySelectorAll("[data-field]"))
       .map((node) => [node.dataset.field, node.dataset.value === undefined ? null : node.dataset.value,
         node.textContent, node.dataset.unit || ""]),

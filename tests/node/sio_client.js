@@ -59,7 +59,7 @@ function main() {
     transports: opts.transports,
     reconnection: false,
     timeout: opts.timeout,
-    // The token as the contract says (?token=, checked at the Engine.IO handshake) and in
+    // The token as docs/API.md says (?token=, checked at the Engine.IO handshake) and in
     // the Socket.IO auth object; --auth-only sends the auth object alone.
     query: opts.token && !opts.authOnly ? { token: opts.token } : undefined,
     auth: opts.token ? { token: opts.token } : undefined,
