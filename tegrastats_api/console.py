@@ -43,12 +43,14 @@ Field = List[Span]
 
 class Header(NamedTuple):
     """What the header says besides the document: the server, the connection's state
-    (``level`` is a style: ``ok``, ``warn`` or ``hot``) and a hint such as ``q quits``."""
+    (``level`` is a style: ``ok``, ``warn`` or ``hot``), a hint such as ``q quits`` and the
+    board (``/api/board`` in one line: model, JetPack, power mode, fans)."""
 
     target: str = ""
     status: str = ""
     level: str = ""
     hint: str = ""
+    board: str = ""
 
 
 def watts(mw: Optional[float]) -> str:
@@ -238,6 +240,8 @@ def _header(doc: Optional[Document], header: Header) -> List[Field]:
     fields = [[Span("tegrastats-api", "title")]]
     if header.target:
         fields.append([Span(header.target)])
+    if header.board:
+        fields.append([Span(header.board, "title")])
     if doc is not None:
         source = doc.get("source") or DASH
         fields.append([Span("source "), Span(source, "" if source == "tegrastats" else "note")])

@@ -5,28 +5,33 @@ and reconnects the way the dashboard does (static/app.js): 1 s after a loss, the
 2 s; 5 s after the server refused the connection (token, connection cap). It keeps the
 state the status line shows (:meth:`Link.status`: ``connecting…``, ``reconnecting…``,
 ``refused: …``, ``stale data``, ``live``); :class:`Samples` keeps the newest document and
-when documents arrive, for the dashboard's stale rule (three intervals, at least 1.5 s).
+when documents arrive; :class:`Facts` asks the server, at each connect and every
+:data:`FACTS_EVERY_S` seconds while connected (as the dashboard does), for its staleness
+rule (``/api/health``'s ``stale_after``: the one rule of health and dashboard) and the
+board's facts (``/api/board``) for the header.
 
 What it does not: show anything (``monitor``) or parse the documents' contents.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
-from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from tegrastats_api.board import describe
 from tegrastats_api.config import Config
+from tegrastats_api.hub import STALE_INTERVALS
 from tegrastats_api.probe import _headers, _query, _reason, base_url
 
 RETRY_S = (1.0, 2.0)  # app.js reconnectionDelay, reconnectionDelayMax: 1 s, then every 2 s
 REFUSED_RETRY_S = 5.0  # app.js REFUSED_RETRY_MS
-STALE_INTERVALS = 3  # app.js: stale after 3 intervals without a sample...
-MIN_STALE_S = 1.5  # ...but never sooner
+FACTS_EVERY_S = 10.0  # app.js refreshes the board and the staleness rule as often
 CONNECT_TIMEOUT_S = 10.0
 # Pings notice a server that vanished without closing (Tornado 6.1: no pong for 30 s;
 # 6.5 and later: no pong within one interval).
@@ -40,9 +45,11 @@ class MonitorError(Exception):
 class Link:
     """The ``/ws`` connection, reopened after every loss; its state for the status line."""
 
-    def __init__(self, config: Config, on_frame: Callable[[str], None], on_change: Callable[[], None]) -> None:
+    def __init__(self, config: Config, on_frame: Callable[[str], None], on_change: Callable[[], None],
+                 facts: Optional[Facts] = None) -> None:
         self.url = base_url(config, "ws") + "/ws" + _query(config)
         self.headers = _headers(config)
+        self.facts = facts
         self.on_frame = on_frame
         self.on_change = on_change
         self.connected = False
@@ -72,6 +79,7 @@ class Link:
             self.connected = self.ever_connected = True
             self.refused, self.reason, self.retry_at, self.failures = False, "", None, 0
             self.on_change()
+            asking = asyncio.ensure_future(self.facts.follow(self.on_change)) if self.facts else None
             try:
                 message = await conn.read_message()
                 while message is not None:
@@ -79,6 +87,8 @@ class Link:
                     message = await conn.read_message()
             finally:
                 conn.close()
+                if asking is not None:
+                    asking.cancel()
             self.connected = False
             await self._wait(conn.close_reason or "the server closed the connection", self._backoff())
 
@@ -123,6 +133,53 @@ class Samples:
     def age(self) -> Optional[float]:
         return None if self.last_at is None else time.monotonic() - self.last_at
 
-    def stale_after(self) -> float:
+    def stale_after(self, facts: Optional[Facts] = None) -> float:
+        """The server's ``stale_after`` once known; until then the same rule
+        (:data:`~tegrastats_api.hub.STALE_INTERVALS` intervals) on the measured spacing."""
+        if facts is not None and facts.stale_after is not None:
+            return facts.stale_after
         interval = statistics.median(self.spacings) if self.spacings else 1.0
-        return max(STALE_INTERVALS * interval, MIN_STALE_S)
+        return STALE_INTERVALS * interval
+
+
+class Facts:
+    """What the monitor asks the server besides the samples: ``/api/health``'s
+    ``stale_after`` (no token needed) and the ``/api/board`` document, as one header line
+    (:func:`tegrastats_api.board.describe`). A failed question keeps what was known."""
+
+    def __init__(self, config: Config) -> None:
+        self.base = base_url(config)
+        self.headers = _headers(config)
+        self.stale_after: Optional[float] = None
+        self.board: str = ""
+
+    async def _get(self, path: str) -> Optional[Dict[str, Any]]:
+        request = HTTPRequest(self.base + path, headers=self.headers, request_timeout=CONNECT_TIMEOUT_S)
+        try:
+            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        except (OSError, asyncio.TimeoutError):
+            return None
+        if response.code not in (200, 503):  # health answers 503 with the same body when stale
+            return None
+        try:
+            body = json.loads(response.body)
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def ask(self) -> None:
+        health = await self._get("/api/health")
+        if health is not None and isinstance(health.get("stale_after"), (int, float)):
+            self.stale_after = float(health["stale_after"])
+        board = await self._get("/api/board")
+        if board is not None:
+            self.board = describe(board)
+
+    async def follow(self, on_change: Callable[[], None]) -> None:
+        """Ask now and every :data:`FACTS_EVERY_S` seconds (until cancelled)."""
+        while True:
+            before = (self.stale_after, self.board)
+            await self.ask()
+            if (self.stale_after, self.board) != before:
+                on_change()
+            await asyncio.sleep(FACTS_EVERY_S)

@@ -31,7 +31,7 @@ from typing import IO, Any, Callable, Dict, List, Optional, Union
 
 from tegrastats_api.config import Config
 from tegrastats_api.console import Header, Line, render, text_of
-from tegrastats_api.feed import Link, MonitorError, Samples
+from tegrastats_api.feed import Facts, Link, MonitorError, Samples
 from tegrastats_api.probe import base_url
 from tegrastats_api.screen import CursesScreen, terminal_caps
 
@@ -58,6 +58,7 @@ class JsonLines:
         self.last = ""
         self.lost = False
         self.link: Optional[Link] = None
+        self.facts: Optional[Facts] = None
 
     def frame(self, message: str) -> None:
         message = message.strip()
@@ -115,9 +116,9 @@ class Screens:
 
     def lines(self, width: int, with_sample: bool = True) -> List[Line]:
         link = self.link
-        age, stale_after = self.samples.age(), self.samples.stale_after()
+        age, stale_after = self.samples.age(), self.samples.stale_after(self.facts)
         status, level = link.status(age, stale_after) if link is not None else ("", "")
-        header = Header(self.target, status, level, self.hint)
+        header = Header(self.target, status, level, self.hint, self.facts.board if self.facts else "")
         stale = not (link is not None and link.connected) or (age is not None and age > stale_after)
         doc = self.samples.doc if with_sample else None
         lines = render(doc, width, colour=self.colour, header=header, stale=stale)
@@ -154,8 +155,9 @@ def _encodes(encoding: str) -> bool:
 
 
 def _width(out: IO[str]) -> int:
+    """The terminal's width; 80 where it says none (0 columns: a serial console, a new pty)."""
     try:
-        return os.get_terminal_size(out.fileno()).columns
+        return os.get_terminal_size(out.fileno()).columns or 80
     except (OSError, ValueError):
         return 80
 
@@ -199,8 +201,11 @@ async def _follow(config: Config, out: IO[str], err: Optional[IO[str]], duration
     target = base_url(config).split("://", 1)[1]
     screens = _choose(out, target, dict(os.environ))
     view: Union[Screens, JsonLines] = screens if screens is not None else JsonLines(out, err)
-    link = Link(config, view.frame, view.change)
+    facts = Facts(config) if screens is not None else None
+    link = Link(config, view.frame, view.change, facts)
     view.link = link
+    if screens is not None:
+        screens.facts = facts
     handled = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
     for signum in handled:
         loop.add_signal_handler(signum, stop.set)

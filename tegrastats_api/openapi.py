@@ -85,7 +85,7 @@ def _snapshot(partial: bool) -> Schema:
 
 
 def _board() -> Schema:
-    """``/api/board`` (CONTRACT.md section 7): the board's own facts, null when unknown."""
+    """``/api/board`` (docs/API.md): the board's own facts, null when unknown."""
     n_str = _t("string", True)
     fan = _obj({"name": _t("string"), "speed": _t("number", True, minimum=0, maximum=100, description="% of full PWM"),
                 "rpm": _t("integer", True, minimum=0, description="tachometer, null without one")}, False)

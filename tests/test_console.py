@@ -13,7 +13,7 @@ import pytest
 
 from tegrastats_api import parse_line
 from tegrastats_api.console import Header, render, sample_time, text_of
-from tegrastats_api.feed import MIN_STALE_S, REFUSED_RETRY_S, RETRY_S, STALE_INTERVALS
+from tegrastats_api.feed import REFUSED_RETRY_S, RETRY_S
 from tegrastats_api.summary import HOT_C, IGNORED_SENSORS, INPUT_RAILS, WARN_C
 
 TESTS = Path(__file__).parent
@@ -202,8 +202,6 @@ def test_the_monitor_keeps_the_dashboards_rules():
     assert float(_js_constant("WARN_C")) == WARN_C and float(_js_constant("HOT_C")) == HOT_C
     assert re.findall(r'"(\w+)"', _js_constant("INPUT_RAILS")) == list(INPUT_RAILS)
     assert re.findall(r'"(\w+)"', _js_constant("FIXED_SENSORS")) == list(IGNORED_SENSORS)
-    assert float(_js_constant("STALE_INTERVALS")) == STALE_INTERVALS
-    assert float(_js_constant("MIN_STALE_S")) == MIN_STALE_S
     assert float(_js_constant("REFUSED_RETRY_MS")) / 1000 == REFUSED_RETRY_S
     assert (float(_js_constant("reconnectionDelay")) / 1000, float(_js_constant("reconnectionDelayMax")) / 1000) \
         == RETRY_S

@@ -39,7 +39,7 @@ EXPORTER = {
     "jetson_exporter_push_clients", "jetson_exporter_last_sample_timestamp_seconds", "jetson_info",
 }
 UNIT_SUFFIXES = ("_ratio", "_hertz", "_bytes", "_celsius", "_watts", "_joules_total", "_seconds", "_total",
-                 "_online", "_blocks", "_clients", "_info", "_rpm")  # jetson_fan_rpm: CONTRACT.md section 7
+                 "_online", "_blocks", "_clients", "_info", "_rpm")  # jetson_fan_rpm: the name docs/API.md gives
 Key = Tuple[str, Tuple[Tuple[str, str], ...]]
 
 

@@ -6,6 +6,7 @@ Without tmux the terminal tests are skipped loudly (a failure with ``CI=true``).
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import re
@@ -365,3 +366,38 @@ def test_a_refused_connection_says_why(server_process, panes):
     screen = pane.wait_for(r"refused: HTTP 401", "the refusal")
     assert "missing or invalid token" in screen and "retry in" in screen
     assert _look(pane.screen(escapes=True), "refused")[0] == RED
+
+
+# --- the board and the staleness rule come from the server ------------------------------------
+
+
+def test_the_header_names_the_board_from_the_server(server_process, panes, tmp_path):
+    """``/api/board`` in the header: model, JetPack and L4T, power mode and fan (a fake
+    JetPack 6 Orin Nano root under TEGRASTATS_API_SYSROOT, replayed lines)."""
+    replay = tmp_path / "hot.log"
+    replay.write_text(HOT_LINE + "\n")
+    root = os.path.join(ROOT_DIR, "tests", "fixtures", "sysroots", "jp6-orin-nano")
+    server = server_process("--replay", str(replay), "--update-interval", "0.2", healthy=True,
+                            env={"TEGRASTATS_API_SYSROOT": root})
+    board = server.get("/api/board").json()
+    pane = panes(server.port, width=200)
+    screen = pane.wait_for(r"JetPack", "the board line")
+    assert board["model"] in screen
+    assert "JetPack %s (L4T %s)" % (board["jetpack"], board["l4t"]) in screen
+    assert "power mode %s" % board["power_mode"]["name"] in screen
+    assert "fan %g%%" % board["fans"][0]["speed"] in screen
+
+
+def test_the_monitor_takes_the_servers_staleness_rule(server_process):
+    """The one rule (``/api/health``'s ``stale_after``), not one of its own."""
+    from tegrastats_api.config import Config
+    from tegrastats_api.feed import Facts, Samples
+
+    server = server_process("--simulate", "--update-interval", "0.3", healthy=True)
+    facts = Facts(Config(host="127.0.0.1", port=server.port))
+    asyncio.run(facts.ask())
+    health = server.health()
+    assert facts.stale_after == health["stale_after"] == pytest.approx(5 * 0.3)
+    samples = Samples()
+    assert samples.stale_after(facts) == health["stale_after"]
+    assert "simulated" in facts.board  # the simulator's recorded identity

@@ -175,10 +175,10 @@ def test_metrics_gauges_go_below_zero_and_energy_never_goes_down(negative_server
 def test_console_screen_shows_readings_below_zero():
     screens = {name: format_snapshot(parse_line(case[0], 0.0, source="tegrastats").to_dict(), 80)
                for name, case in CASES.items()}
-    assert "vdd_cpu_cv -398mW" in screens["orin"]
-    assert "pom_5v_gpu -12mW" in screens["nano"] and "ao -5.5C" in screens["nano"]
-    assert "pom_5v_in -20mW" in screens["nano_in"] and "pll -40C" in screens["nano_in"]
-    assert "vdd_gpu -5mW" in screens["thor"]
+    assert "vdd_cpu_cv -398 mW" in screens["orin"]
+    assert "pom_5v_gpu -12 mW" in screens["nano"] and "ao -5.5 \u00b0C" in screens["nano"]
+    assert "input -20 mW (pom_5v_in)" in screens["nano_in"] and "pll -40.0 \u00b0C" in screens["nano_in"]
+    assert "vdd_gpu -5 mW" in screens["thor"]
     for screen in screens.values():
         assert all(len(row) <= 80 for row in screen.splitlines())
         assert "nan" not in screen.lower()
@@ -191,6 +191,7 @@ def test_monitor_on_a_terminal_shows_readings_below_zero(negative_server):
     controller, terminal = pty.openpty()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEGRASTATS_API_")}
     env["PYTHONPATH"] = str(ROOT)
+    env["TERM"] = "dumb"  # whole screens one after another (curses would redraw only what changed)
     child = subprocess.Popen(
         [sys.executable, "-m", "tegrastats_api", "--config", "/dev/null", "monitor", "--host", "127.0.0.1",
          "--port", port, "--duration", "3"],
@@ -220,8 +221,8 @@ def test_monitor_on_a_terminal_shows_readings_below_zero(negative_server):
         os.close(controller)
     text = output.decode("utf-8", "replace")
     assert not text.lstrip().startswith("{"), "JSON lines on a terminal: %r" % text[:200]
-    assert "vdd_cpu_cv -398mW" in text, text[-2000:]
-    assert "pom_5v_in -20mW" in text, text[-2000:]
+    assert "vdd_cpu_cv -398 mW" in text, text[-2000:]
+    assert "input -20 mW (pom_5v_in)" in text, text[-2000:]
 
 
 def test_fake_lines_are_real_lines_changed_only_in_their_readings():
