@@ -10,6 +10,8 @@ import textwrap
 from typing import Any, Dict, List, Optional
 
 Document = Dict[str, Any]
+# Said first on the screen, as on the dashboard's badge: these figures are not the board's.
+LABELS = {"simulator": "SIMULATED DATA", "replay": "REPLAYED DATA"}
 
 
 def _num(value: Optional[float], unit: str = "", fmt: str = "%g") -> str:
@@ -65,7 +67,8 @@ def format_snapshot(doc: Document, width: int = 80) -> str:
     """The document as lines no wider than ``width`` (at least 40)."""
     width = max(40, width)
     when = doc.get("source_time") or doc.get("timestamp") or "-"
-    lines = ["tegrastats-api  source %s  %s" % (doc.get("source") or "-", when)]
+    label = LABELS.get(doc.get("source") or "")
+    lines = ["%stegrastats-api  source %s  %s" % (label + "  " if label else "", doc.get("source") or "-", when)]
     lines += _wrap("CPU", ["%s avg" % _num(doc["cpu"]["usage"], "%")] + _cores(doc), width)
     lines += _wrap("MEM", _memory(doc), width)
     lines += _wrap("GPU", _gpu(doc), width)
