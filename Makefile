@@ -55,7 +55,7 @@ install: venv ## install into .venv, then start it briefly and run `tegrastats-a
 	done; \
 	cat .selftest.out; rm -f .selftest.out; kill $$pid; wait $$pid; exit $$rc
 
-run: venv ## serve on port $(PORT) (replays a recorded AGX Orin where there is no Jetson)
+run: venv ## serve on port $(PORT) (a simulated AGX Orin, labelled SIMULATED, where there is no Jetson)
 	$(VENV)/bin/tegrastats-api run --port $(PORT)
 
 bench: venv ## measure (a few minutes): parse rate, REST vs hello-world, push delay, CPU, RSS, start-up

@@ -153,33 +153,51 @@ def _degrees(ticks: int, grid: Fraction) -> str:
 
 
 class TemperatureToken(TokenWriter):
-    """``name@T C`` (or ``@T C/max C``): lags toward a level set by the board's heat."""
+    """``name@T C`` (or ``@T C/max C``): lags toward a level set by the board's heat.
+
+    :meth:`advance` moves it (by at most :data:`MAX_TEMP_STEP_C`); :meth:`render` writes
+    it. With ``peers`` (the ``tj`` junction sensor) it follows the hottest of them instead.
+    """
 
     def __init__(self, match: re.Match[str], name: str, values: Sequence[float],
                  load: BoardLoad) -> None:
-        self.match = match
+        self.match, self.name = match, name
         self.grid = _temp_grid(values)
         self.span = Span.of(values, MIN_TEMP_SPAN_C)
         self.max_step = max(1, int(MAX_TEMP_STEP_C / self.grid))
         lower = name.lower()
         self.fixed = lower in IGNORED_SENSORS or OFF_TEMP_C in values
         self.domain = "gpu" if "gpu" in lower and load.gpu_live else "cpu" if "cpu" in lower else ""
-        self.ticks = self._target(load, 0.0)
+        self.peers: List[TemperatureToken] = []
+        self.ticks = self._ticks(self._level(load))
         self.peak = self.ticks
 
-    def _target(self, load: BoardLoad, noise_c: float) -> int:
+    @property
+    def celsius(self) -> float:
+        return float(self.ticks * self.grid)
+
+    def _level(self, load: BoardLoad) -> float:
         heat = load.heat
         if self.domain:
             heat = 0.5 * heat + 0.5 * (load.heat_gpu if self.domain == "gpu" else load.heat_cpu)
+        return self.span.at(heat)
+
+    def _ticks(self, celsius: float) -> int:
         lo, hi = math.ceil(self.span.lo / self.grid), math.floor(self.span.hi / self.grid)
-        return min(max(int(round((self.span.at(heat) + noise_c) / self.grid)), lo), hi)
+        return min(max(int(round(celsius / self.grid)), lo), hi)
+
+    def advance(self, load: BoardLoad, rng: random.Random) -> None:
+        """One sample on: toward the heat's level (or the hottest peer), a little noise."""
+        if self.peers:
+            target = self._ticks(max(peer.celsius for peer in self.peers))
+        else:
+            target = self._ticks(self._level(load) + rng.gauss(0.0, 0.05))
+        self.ticks += max(-self.max_step, min(self.max_step, target - self.ticks))
+        self.peak = max(self.peak, self.ticks)
 
     def render(self, load: BoardLoad, rng: random.Random) -> str:
         if self.fixed:
             return self.match.group("temp")
-        target = self._target(load, rng.gauss(0.0, 0.05))
-        self.ticks += max(-self.max_step, min(self.max_step, target - self.ticks))
-        self.peak = max(self.peak, self.ticks)
         return _replace(self.match, "temp", {"temp_v": _degrees(self.ticks, self.grid),
                                             "temp_max": _degrees(self.peak, self.grid)})
 

@@ -103,6 +103,12 @@ class SimulatedBoard(Iterator[str]):
         gpu_live = any(GPU_NAME_RE.match(c.name) and not c.fixed for c in clocks.values())
         self._load = BoardLoad(rng, gpu_live=gpu_live)
         self._slots = [clocks.get(key) or self._slot(key, m, recorded[key]) for key, m in tokens]
+        # every temperature moves before any is written: ``tj`` (the junction) is the hottest
+        sensors = [s for s in self._slots if isinstance(s, TemperatureToken) and not s.fixed]
+        junction = [s for s in sensors if s.name.lower() == "tj"]
+        for sensor in junction:
+            sensor.peers = [s for s in sensors if s not in junction]
+        self._sensors = [s for s in sensors if s not in junction] + junction
 
     def _slot(self, key: Key, match: re.Match[str], recorded: List[re.Match[str]]) -> TokenWriter:
         kind = key[0]
@@ -125,6 +131,8 @@ class SimulatedBoard(Iterator[str]):
     def __next__(self) -> str:
         """The next line: the load advanced by one step, every token written anew."""
         self._load.step(STEP_S)
+        for sensor in self._sensors:
+            sensor.advance(self._load, self._rng)
         text = " ".join(slot.render(self._load, self._rng) for slot in self._slots)
         if self._clock is None:
             return text

@@ -221,6 +221,17 @@ def temperature_problems(docs: Sequence[Doc], recorded: Sequence[Doc]) -> List[s
     return problems
 
 
+def junction_problems(docs: Sequence[Doc]) -> List[str]:
+    """``tj`` (the junction) is the hottest sensor, as in the recorded lines (within 0.1 C)."""
+    problems = []
+    for doc in docs:
+        temps = doc["temperature"]
+        others = [v for k, v in temps.items() if k != "tj" and k not in FIXED_SENSORS and v is not None]
+        if "tj" in temps and others and temps["tj"] < max(others) - 0.1:
+            problems.append("tj %s below the hottest sensor %s" % (temps["tj"], max(others)))
+    return problems
+
+
 def range_problems(docs: Sequence[Doc], recorded: Sequence[Doc]) -> List[str]:
     ranges = recorded_ranges(recorded)
     template = recorded[0]
@@ -274,6 +285,7 @@ def test_every_board_moves_smoothly_within_its_recorded_ranges(board):
         assert temperature_problems(docs, recorded) == [], "seed %d" % seed
         assert range_problems(docs, recorded) == [], "seed %d" % seed
         assert series_problems(docs, recorded) == [], "seed %d" % seed
+        assert junction_problems(docs) == [] and junction_problems(recorded) == [], "seed %d" % seed
 
 
 def test_the_checks_catch_the_square_wave_of_replaying_the_recorded_lines():
@@ -470,6 +482,7 @@ def test_the_server_serves_a_smooth_simulated_board_labelled_simulated(server_pr
     assert temperature_problems(docs, recorded) == []
     assert range_problems(docs, recorded) == []
     assert series_problems(docs, recorded) == []
+    assert junction_problems(docs) == []
     stamps = [d["timestamp"] for d in docs]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     assert re.search(r"serving on \S+ \(source: simulator: SIMULATED %s" % name, process.log())
