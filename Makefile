@@ -66,7 +66,7 @@ install: run-venv ## install into .venv-run (runtime only), then start it briefl
 	done; \
 	cat .selftest.out; rm -f .selftest.out; kill $$pid; wait $$pid; exit $$rc
 
-run: run-venv ## serve on port $(PORT) from .venv-run (replays a recorded AGX Orin where there is no Jetson)
+run: run-venv ## serve on port $(PORT) from .venv-run (a simulated AGX Orin, labelled SIMULATED, where there is no Jetson)
 	$(RUN_VENV)/bin/tegrastats-api run --port $(PORT)
 
 bench: venv ## measure (a few minutes): parse rate, REST vs hello-world, push delay, CPU, RSS, start-up

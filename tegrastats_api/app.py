@@ -20,9 +20,10 @@ import importlib.util
 import ipaddress
 import logging
 import os
+import random
 import signal
 import threading
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import socketio
 from tornado.httpserver import HTTPServer
@@ -51,6 +52,7 @@ from tegrastats_api.openapi import encode_spec
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
 from tegrastats_api.plan import SourcePlan, plan_source
 from tegrastats_api.replay import ReplaySource
+from tegrastats_api.simulator import SimulatedBoard
 from tegrastats_api.source import TegrastatsProcess
 from tegrastats_api.tokens import install_token_log_filter, log_request
 from tegrastats_api.websocket import SnapshotSocket
@@ -180,8 +182,11 @@ def make_source(plan: SourcePlan, hub: SnapshotHub, config: Config) -> Source:
     """The source the plan names, reporting to ``hub``."""
     if plan.kind == "tegrastats":
         return TegrastatsProcess(plan.argv, hub.feed_line, hub.set_state, hub.discard)
+    lines: Iterable[str] = plan.lines
+    if plan.kind == "simulator":  # new lines in the board's format, not the recorded ones
+        lines = SimulatedBoard(plan.lines, random.Random(), interval_s=config.update_interval)
     return ReplaySource(
-        plan.lines, hub.feed_line, hub.set_state, hub.discard,
+        lines, hub.feed_line, hub.set_state, hub.discard,
         interval_s=config.update_interval, live_timestamps=plan.kind == "simulator",
     )
 
@@ -242,7 +247,10 @@ class Server:
             if not started:  # e.g. tegrastats vanished since plan_source looked
                 self._http.stop()  # type: ignore[union-attr]
                 self._http = None
-        log.info("%s; serving on %s (source: %s; listening on %s)", board.facts().describe(), self.url, plan.kind,
+        source = plan.kind
+        if plan.kind == "simulator":
+            source += ": SIMULATED %s, not a real board's readings" % plan.board
+        log.info("%s; serving on %s (source: %s; listening on %s)", board.facts().describe(), self.url, source,
                  " and ".join(self.addresses))
 
     def _listen(self, app: Application) -> None:

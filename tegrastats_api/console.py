@@ -28,6 +28,8 @@ MAX_BAR = 40  # ...and at most
 # Style names a span may carry; "" is the terminal's default.
 STYLES = ("title", "ok", "warn", "hot", "dim", "good", "note")
 MARKS = {"warn": " (warm)", "hot": " (hot)"}  # without colour
+# Said first on the screen, as on the dashboard's badge: these figures are not the board's.
+LABELS = {"simulator": "SIMULATED DATA", "replay": "REPLAYED DATA"}
 
 
 class Span(NamedTuple):
@@ -237,7 +239,9 @@ def _power(doc: Document) -> List[Field]:
 
 
 def _header(doc: Optional[Document], header: Header) -> List[Field]:
-    fields = [[Span("tegrastats-api", "title")]]
+    label = LABELS.get((doc or {}).get("source") or "")
+    fields = [[Span(label, "note")]] if label else []
+    fields.append([Span("tegrastats-api", "title")])
     if header.target:
         fields.append([Span(header.target)])
     if header.board:

@@ -1,10 +1,11 @@
-"""Which source to run, and the recorded lines the built-in sources replay.
+"""Which source to run, and the recorded lines the simulator and ``--replay`` start from.
 
 What it does: :func:`plan_source` applies docs/API.md section 6.3 (``--replay`` or
 ``--simulate`` if given; else ``tegrastats`` if found; else, off a Jetson, the simulator
 with a loud warning; on a Jetson without tegrastats, :class:`TegrastatsNotFoundError`)
 and returns a :class:`SourcePlan`. :func:`load_board` and :func:`load_replay` read the
-simulator's boards (``data/boards/*.txt``, real lines with their citations) and replay files.
+simulator's boards (``data/boards/*.txt``, real lines with their citations, from which
+:mod:`tegrastats_api.simulator` makes new lines) and replay files (sent verbatim).
 
 What it does not: start anything (see :mod:`tegrastats_api.source`), parse lines, or
 read anything but those files and ``/etc/nv_tegra_release``.
@@ -81,8 +82,9 @@ def load_replay(path: str) -> list[str]:
 class SourcePlan:
     """Which source to run: ``kind`` is ``tegrastats``, ``simulator`` or ``replay``.
 
-    ``argv`` is set for tegrastats, ``lines`` for the others, ``board`` for the
-    simulator; ``warning`` is a text to log loudly, or None.
+    ``argv`` is set for tegrastats, ``lines`` for the others (the recorded lines of the
+    simulated board, or the replay file's), ``board`` for the simulator; ``warning`` is a
+    text to log loudly, or None.
     """
 
     kind: str
@@ -131,8 +133,8 @@ def plan_source(
         raise TegrastatsNotFoundError(tegrastats)
     warning = (
         f"tegrastats not found ({tegrastats!r}) and this is not a Jetson (no {NV_TEGRA_RELEASE}): serving SIMULATED "
-        f"data recorded on an {DEFAULT_BOARD}; use --simulate BOARD to choose a board and silence this, "
-        "or --tegrastats PATH"
+        f"data (an {DEFAULT_BOARD} simulated from recorded lines); use --simulate BOARD to choose a board and "
+        "silence this, or --tegrastats PATH"
     )
     return SourcePlan(kind="simulator", lines=load_board(DEFAULT_BOARD), board=DEFAULT_BOARD,
                       warning=warning)

@@ -1,20 +1,24 @@
-"""Recorded tegrastats lines, replayed in process: the simulator and ``--replay FILE``.
+"""Lines made in process, one per interval: ``--replay FILE`` and the simulator.
 
-What it does: :class:`ReplaySource` sends recorded lines in a loop, one per interval, with
-the same interface as :class:`tegrastats_api.source.TegrastatsProcess` (``start``,
-``stop``, ``hurry``, ``restarts``, ``pid`` and the ``on_line``/``on_state`` callbacks).
-For the simulator it replaces each line's leading timestamp with the local time.
+What it does: :class:`ReplaySource` sends lines at the interval with the same interface
+as :class:`tegrastats_api.source.TegrastatsProcess` (``start``, ``stop``, ``hurry``,
+``restarts``, ``pid`` and the ``on_line``/``on_state`` callbacks): a list of recorded
+lines in a loop, verbatim (``--replay``), or the lines of an endless iterator such as
+:class:`tegrastats_api.simulator.SimulatedBoard` (``--simulate``), whose leading
+timestamp it replaces with the local time. The interval is its only clock.
 
 What it does not: run any process, read files (the lines come from
-:mod:`tegrastats_api.plan`), or parse lines.
+:mod:`tegrastats_api.plan`), make up lines, or parse them.
 """
 from __future__ import annotations
 
 import asyncio
+import collections.abc
+import itertools
 import logging
 import re
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +33,18 @@ def _log_task_failure(task: asyncio.Future[None]) -> None:
 
 
 class ReplaySource:
-    """Replays recorded lines in a loop, one every ``interval_s`` (the first at once).
+    """Sends a line every ``interval_s`` (the first at once).
 
-    ``on_discard`` is never called. With ``live_timestamps`` (the simulator) a leading
-    tegrastats timestamp is replaced by the local time of ``clock()``; otherwise lines go
-    out verbatim. Raises ValueError without lines or with an interval that is not positive.
+    ``lines`` is a list of lines, replayed in a loop, or an endless iterator of lines
+    (taken one per interval). ``on_discard`` is never called. With ``live_timestamps``
+    (the simulator) a leading tegrastats timestamp is replaced by the local time of
+    ``clock()``; otherwise lines go out verbatim. Raises ValueError for an empty list or
+    an interval that is not positive.
     """
 
     def __init__(
         self,
-        lines: Sequence[str],
+        lines: Iterable[str],
         on_line: Callable[[str], None],
         on_state: Callable[[str], None],
         on_discard: Callable[[str], None] | None = None,
@@ -47,11 +53,15 @@ class ReplaySource:
         live_timestamps: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not lines:
-            raise ValueError("ReplaySource needs at least one line")
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s!r}")
-        self._lines = list(lines)
+        if isinstance(lines, collections.abc.Iterator):
+            self._lines: Iterator[str] = lines
+        else:
+            recorded = list(lines)
+            if not recorded:
+                raise ValueError("ReplaySource needs at least one line")
+            self._lines = itertools.cycle(recorded)
         self._on_line = on_line
         self._on_state = on_state
         self._interval_s = interval_s
@@ -76,7 +86,7 @@ class ReplaySource:
         if self._task is not None or self._stopped:
             raise RuntimeError("ReplaySource.start() may be called once")
         self._on_state("running")
-        self._on_line(self.render(self._lines[0]))
+        self._on_line(self.render(next(self._lines)))
         self._task = asyncio.ensure_future(self._replay())
         self._task.add_done_callback(_log_task_failure)
 
@@ -101,13 +111,11 @@ class ReplaySource:
         return time.strftime(TIMESTAMP_FORMAT, time.localtime(self._clock())) + line[match.end():]
 
     async def _replay(self) -> None:
-        """Send lines 1, 2, ... (line 0 went out in start()) at a steady rate."""
+        """Send the second line, the third... (the first went out in start()) at a steady rate."""
         loop = asyncio.get_running_loop()
         next_at = loop.time()
-        index = 0
         while True:
             # keep a steady rate, but do not burst to catch up after a stall
             next_at = max(next_at + self._interval_s, loop.time())
             await asyncio.sleep(next_at - loop.time())
-            index = (index + 1) % len(self._lines)
-            self._on_line(self.render(self._lines[index]))
+            self._on_line(self.render(next(self._lines)))
