@@ -172,8 +172,8 @@ class Facts:
         if health is not None and isinstance(health.get("stale_after"), (int, float)):
             self.stale_after = float(health["stale_after"])
         board = await self._get("/api/board")
-        if board is not None:
-            self.board = describe(board)
+        if board is not None and (board.get("model") or board.get("source") == "simulator"):
+            self.board = describe(board)  # nothing when the server knows nothing of its board
 
     async def follow(self, on_change: Callable[[], None]) -> None:
         """Ask now and every :data:`FACTS_EVERY_S` seconds (until cancelled)."""

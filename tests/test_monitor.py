@@ -272,7 +272,7 @@ def test_the_screen_takes_the_terminals_width_and_redraws_on_resize(hot_server, 
 def test_a_short_terminal_says_what_is_below(hot_server, panes):
     pane = panes(hot_server.port, width=80, height=8)
     screen = pane.wait_for(r"more lines? below", "the hint")
-    assert len(_lines(screen)) == 8 and _lines(screen)[0].startswith("tegrastats-api")
+    assert len(_lines(screen)) == 8 and _lines(screen)[0].startswith("REPLAYED DATA  tegrastats-api")
 
 
 @pytest.mark.parametrize("key", ["q", "Q", "C-c"])
@@ -340,7 +340,7 @@ def test_the_screen_shows_reconnecting_then_data_again_after_a_server_restart(ho
     pane.wait_for(r"retry in \d s", "the countdown")
     restarted = time.strftime("%Y-%m-%d %H:%M:%S")
     hot_server.start()
-    screen = pane.wait_for(r"  live  ", "live data again")
+    screen = pane.wait_for(r"(?m)(^|  )live  ", "live data again")
     assert _header_time(screen) >= restarted and "reconnecting" not in screen
     assert _look(pane.screen(escapes=True), "88.3 \u00b0C")[0] == RED  # not greyed any more
     pane.tmux("send-keys", "-t", "mon", "q")
@@ -357,7 +357,7 @@ def test_the_screen_waits_for_a_server_that_is_not_up_yet(server_process, panes,
     screen = pane.wait_for(r"connecting\u2026 \(connection refused", "connecting")
     assert "reconnecting" not in screen
     server.start()
-    pane.wait_for(r"  live  .*\n(?:.*\n)*TEMP", "live data")
+    pane.wait_for(r"(?m)(^|  )live  .*\n(?:.*\n)*TEMP", "live data")
 
 
 def test_a_refused_connection_says_why(server_process, panes):
