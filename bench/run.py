@@ -173,26 +173,97 @@ def section_push(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
                      "fds_start": fds_start, "fds_after": fds_after}}, rows
 
 
+ORIGINAL_DIR = Path(__file__).resolve().parent / "original"
+ORIGINAL_VENV = Path(__file__).resolve().parent / ".venv-original"
+ORIGINAL_PACKAGES = ["flask", "flask-socketio", "simple-websocket"]
+FAKE_TEGRASTATS = str(ROOT / "tests" / "fake_tegrastats.py")
+
+
+def original_python() -> str:
+    """The interpreter of bench/.venv-original (made with this Python, the original's
+    libraries from PyPI installed) for the baseline server bench/original/app.py."""
+    python = ORIGINAL_VENV / "bin" / "python"
+    stamp = ORIGINAL_VENV / ".stamp"
+    if not stamp.exists():
+        print("making %s (%s)" % (ORIGINAL_VENV, ", ".join(ORIGINAL_PACKAGES)), file=sys.stderr, flush=True)
+        base = getattr(sys, "_base_executable", None) or sys.executable
+        subprocess.run([base, "-m", "venv", str(ORIGINAL_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *ORIGINAL_PACKAGES], check=True)
+        stamp.write_text(" ".join(ORIGINAL_PACKAGES) + "\n", encoding="utf-8")
+    return str(python)
+
+
+def run_fleets(fleets: List[Tuple[int, int, str, int]], seconds: float) -> List[Dict[str, Any]]:
+    """Several fleets of push clients at once, one child process each (on LOAD_CPU), one per
+    ``(port, server_pid, kind, count)``; each server's CPU over the same window, which opens
+    when every fleet is connected and measuring."""
+    procs = []
+    for port, _pid, kind, count in fleets:
+        argv = [sys.executable, CLIENTS, "--port", str(port), "--kind", kind, "--count", str(count),
+                "--seconds", str(seconds), "--cpu", str(LOAD_CPU)]
+        procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
+    for proc in procs:  # wait for every fleet to be up
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "measuring":
+                break
+    meters = [CpuMeter(pid, fine=True).start() for _port, pid, _kind, _count in fleets]
+    time.sleep(max(0.5, seconds - 1.0))  # within every fleet's own window
+    cpus = [meter.stop() for meter in meters]
+    results = []
+    for proc, cpu in zip(procs, cpus):
+        out, _ = proc.communicate(timeout=seconds + 30)
+        line = [row for row in out.splitlines() if row.startswith("{")]
+        if proc.returncode != 0 or not line:
+            raise RuntimeError("push clients failed: %r" % proc.args)
+        result = json.loads(line[-1])
+        result["server_cpu_pct"] = cpu
+        results.append(result)
+    return results
+
+
 def section_idle(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
-    """The default setting, 1 sample/s: what the monitor costs a Jetson that is busy."""
+    """The default setting, 1 sample/s: what the monitor costs a Jetson that is busy, side by
+    side with bench/original/app.py (the original's architecture, Flask-SocketIO in threading
+    mode): both servers run at once, pinned to the same CPU, read the same lines from
+    tests/fake_tegrastats.py at 1 s, and are measured over the same windows (0 clients, then
+    10 Socket.IO clients each, then 10 ``/ws`` clients for ours)."""
     seconds = 5.0 if quick else 30.0
-    port = free_port()
-    argv = tegrastats_api_argv(port, "--simulate", "agx-orin", "--log-level", "WARNING")
-    with ServerProcess(argv, port, cpu=SERVER_CPU) as server:
+    ours_port, orig_port = free_port(), free_port()
+    ours_argv = tegrastats_api_argv(ours_port, "--tegrastats", FAKE_TEGRASTATS, "--log-level", "WARNING")
+    orig_argv = [original_python(), str(ORIGINAL_DIR / "app.py"), "--port", str(orig_port),
+                 "--tegrastats", FAKE_TEGRASTATS, "--interval", "1000"]
+    with ServerProcess(ours_argv, ours_port, cpu=SERVER_CPU) as ours, \
+            ServerProcess(orig_argv, orig_port, cpu=SERVER_CPU) as orig:
         time.sleep(2.0)
-        rss_start = rss_mb(server.pid)
-        meter = CpuMeter(server.pid).start()
+        rss_start = {"ours": rss_mb(ours.pid), "original": rss_mb(orig.pid)}
+        meters = {"ours": CpuMeter(ours.pid, fine=True).start(), "original": CpuMeter(orig.pid, fine=True).start()}
         time.sleep(seconds)
-        idle0 = meter.stop()
-        busy = run_clients(port, server.pid, "ws", 10, seconds, None)
-        rss_after = rss_mb(server.pid)
+        idle0 = {name: meter.stop() for name, meter in meters.items()}
+        sio = run_fleets([(ours_port, ours.pid, "sio", 10), (orig_port, orig.pid, "sio", 10)], seconds + 1.0)
+        sio10 = {"ours": sio[0]["server_cpu_pct"], "original": sio[1]["server_cpu_pct"]}
+        ws10 = run_fleets([(ours_port, ours.pid, "ws", 10)], seconds + 1.0)[0]["server_cpu_pct"]
+        rss_after = rss_mb(ours.pid)
     rows = [
-        ("server RSS after start at 1 sample/s (MB, target <= %.0f)" % TARGETS["rss_mb"], "%.1f" % rss_start),
-        ("server CPU at 1 sample/s over %.0f s: 0 clients / 10 `/ws` clients (target <= %.0f%%)"
-         % (seconds, TARGETS["idle_cpu_pct_10"]), "%.2f%% / %.2f%%" % (idle0, busy["server_cpu_pct"])),
+        ("server RSS after start at 1 sample/s (MB, target <= %.0f); the original's" % TARGETS["rss_mb"],
+         "%.1f; %.1f" % (rss_start["ours"], rss_start["original"])),
+        ("server CPU at 1 sample/s over %.0f s, 0 clients: ours / the original's, side by side (goal <= half)"
+         % seconds, "%.3f%% / %.3f%% (%.2fx)" % (idle0["ours"], idle0["original"], _ratio(idle0))),
+        ("server CPU at 1 sample/s over %.0f s, 10 Socket.IO clients: ours / the original's, side by side "
+         "(goal <= half)" % (seconds - 1.0), "%.3f%% / %.3f%% (%.2fx)" % (sio10["ours"], sio10["original"],
+                                                                       _ratio(sio10))),
+        ("server CPU at 1 sample/s over %.0f s, 10 `/ws` clients (target <= %.0f%%)"
+         % (seconds - 1.0, TARGETS["idle_cpu_pct_10"]), "%.3f%%" % ws10),
     ]
-    return {"idle": {"seconds": seconds, "rss_mb_start": rss_start, "rss_mb_after_10_clients": rss_after,
-                     "cpu_pct_0_clients": idle0, "cpu_pct_10_clients": busy["server_cpu_pct"]}}, rows
+    return {"idle": {"seconds": seconds, "rss_mb_start": rss_start["ours"], "rss_mb_after_10_clients": rss_after,
+                     "original_rss_mb_start": rss_start["original"],
+                     "cpu_pct_0_clients": idle0["ours"], "original_cpu_pct_0_clients": idle0["original"],
+                     "cpu_pct_10_sio_clients": sio10["ours"], "original_cpu_pct_10_sio_clients": sio10["original"],
+                     "cpu_pct_10_clients": ws10}}, rows
+
+
+def _ratio(pair: Dict[str, float]) -> float:
+    return pair["ours"] / pair["original"] if pair["original"] else float("nan")
 
 
 def section_startup(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
