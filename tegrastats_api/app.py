@@ -47,7 +47,7 @@ from tegrastats_api.handlers import (
 )
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.logbudget import BUDGETED_LOGGERS, LogBudget, install_log_budget
-from tegrastats_api.metrics import make_registry
+from tegrastats_api.metrics import Exporter
 from tegrastats_api.openapi import encode_spec
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
 from tegrastats_api.plan import SourcePlan, plan_source
@@ -158,7 +158,7 @@ def make_app(
         (r"/api/summary", SummaryHandler, common),
         (r"/api/history", HistoryHandler, common),
         (r"/api/openapi\.json", OpenAPIHandler, dict(common, document=encode_spec())),
-        (r"/metrics", MetricsHandler, dict(common, registry=make_registry(hub, limiter, board))),
+        (r"/metrics", MetricsHandler, dict(common, exporter=Exporter(hub, limiter, board))),
         (r"/api/.*", NotFoundHandler, common),
         (r"/ws", SnapshotSocket, common),
         (r"/socket\.io/", make_sio_handler(sio, config)),
