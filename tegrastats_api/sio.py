@@ -18,7 +18,10 @@ the ones that never join and the polling ones whose client left. The handler her
 handshake (a request without ``sid``) without the token when one is set (401 before any
 session exists), and one over that cap (503).
 
-What it does not: encode documents (python-socketio does, per emit), or keep a backlog:
+Each sample's Socket.IO packet is made once from the hub's JSON (:func:`event_packet`) and
+queued for every accepted client through python-engineio's public ``send``.
+
+What it does not: encode documents (the hub does, once per sample), or keep a backlog:
 a polling client whose Engine.IO queue is already full skips samples, and clients that
 stop answering pings are dropped by Engine.IO after ``ping_interval + ping_timeout``.
 Works with python-socketio 5.0.3/python-engineio 4.0 and newer (see :mod:`tegrastats_api.compat`).
@@ -112,18 +115,24 @@ class SnapshotNamespace(socketio.AsyncNamespace):
     def on_sample(self, document: Document, payload: bytes) -> None:
         """Hub subscriber: schedule the broadcast; never waits for any client."""
         if any(isinstance(owner, str) for owner in self.limiter.owners()):
-            IOLoop.current().spawn_callback(self._broadcast, document)
+            IOLoop.current().spawn_callback(self._broadcast, event_packet(EVENT, payload))
 
-    async def _broadcast(self, document: Document) -> None:
-        await self.emit(EVENT, document, room=ACCEPTED_ROOM, skip_sid=self._backlogged() or None)
+    async def _broadcast(self, packet: str) -> None:
+        """Send one encoded Socket.IO packet to every accepted client whose Engine.IO queue
+        is not backlogged (slow pollers skip samples).
 
-    def _backlogged(self) -> List[str]:
-        """Clients with more than MAX_BACKLOG Engine.IO packets still queued (slow pollers)."""
-        slow = []
-        for sid in self.limiter.owners():
-            if isinstance(sid, str) and _queued(self.server, sid) > MAX_BACKLOG:
-                slow.append(sid)
-        return slow
+        ``AsyncServer.emit`` would encode the document again (python-socketio < 5.8: once per
+        client) and make a task per client; the packet here is the hub's JSON of the sample,
+        encoded once, handed to each client's Engine.IO queue with the public
+        ``AsyncServer.send`` of python-engineio (same in 4.0 and 4.15): the bytes on the wire
+        are those ``emit`` would send (:func:`event_packet`).
+        """
+        eio = self.server.eio
+        for _sid, eio_sid in list(self.server.manager.get_participants(NAMESPACE, ACCEPTED_ROOM)):
+            socket = eio.sockets.get(eio_sid)
+            if socket is None or _backlog(socket) > MAX_BACKLOG:
+                continue
+            await eio.send(eio_sid, packet)
 
     async def disconnect_all(self) -> None:
         """Disconnect every Socket.IO client and stop watching sessions (server shutdown)."""
@@ -149,12 +158,17 @@ def _handshake_token_ok(expected: Optional[str], request: HTTPServerRequest) -> 
         return False
 
 
-def _queued(sio: socketio.AsyncServer, sid: str) -> int:
-    """Engine.IO packets waiting for ``sid`` (0 when unknown)."""
-    eio_sid = sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-    socket = sio.eio.sockets.get(eio_sid) if eio_sid else None
+def _backlog(socket: Any) -> int:
+    """Engine.IO packets waiting in one session's queue (0 when it has none)."""
     queue = getattr(socket, "queue", None)
     return queue.qsize() if queue is not None else 0
+
+
+def event_packet(event: str, payload: bytes) -> str:
+    """The Socket.IO EVENT packet ``[event, document]`` of the default namespace, from the
+    document's compact JSON: the text python-socketio's ``Packet(EVENT, data=[event,
+    document]).encode()`` gives (``2`` then ``json.dumps(..., separators=(",", ":"))``)."""
+    return '2["%s",%s]' % (event, payload.decode("utf-8"))
 
 
 def library_logger(name: str) -> logging.Logger:
