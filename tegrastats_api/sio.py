@@ -81,6 +81,7 @@ class SnapshotNamespace(socketio.AsyncNamespace):
             refusal = await self._admit(sid, environ, auth)
         except Exception as exc:  # noqa: BLE001 - any failure refuses; never log the token
             self.limiter.release(sid)
+            self._unsubscribe_when_alone()
             log.warning("Socket.IO connect refused: its check failed (%s)", type(exc).__name__)
             raise connection_refused(CONNECT_FAILED) from None
         if refusal is not None:
@@ -96,10 +97,18 @@ class SnapshotNamespace(socketio.AsyncNamespace):
             log.warning("Socket.IO client refused: %s", self.limiter.refusal())
             return self.limiter.refusal()
         await enter_room(self.server, sid, ACCEPTED_ROOM, NAMESPACE)
+        self.hub.subscribe(self.on_sample)  # idempotent
         return None
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.limiter.release(sid)
+        self._unsubscribe_when_alone()
+
+    def _unsubscribe_when_alone(self) -> None:
+        """Stop getting samples once no Socket.IO client holds a slot: the hub then has no
+        document to make for us (a server nobody watches only parses)."""
+        if not any(isinstance(owner, str) for owner in self.limiter.owners()):
+            self.hub.unsubscribe(self.on_sample)
 
     async def _send_latest(self, sid: str) -> None:
         # The CONNECT packet goes out after on_connect returns (and newer versions mark
@@ -203,8 +212,7 @@ def make_sio(hub: SnapshotHub, limiter: ConnectionLimiter, config: Config) -> so
     )
     namespace = SnapshotNamespace(hub, limiter, config)
     namespace.sessions = EngineSessions(sio, limiter, NAMESPACE)
-    sio.register_namespace(namespace)
-    hub.subscribe(namespace.on_sample)
+    sio.register_namespace(namespace)  # subscribed to the hub while it has clients
     return sio
 
 

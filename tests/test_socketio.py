@@ -117,6 +117,28 @@ def test_python_client_gets_the_rest_document(live_server, py_client, transport_
     assert server.limiter.count == 1
 
 
+def test_socketio_takes_samples_from_the_hub_only_while_it_has_clients(live_server, py_client, transport_lines):
+    """Without Socket.IO clients the hub has no subscriber for it (and so no document to
+    make for it); the first client subscribes, the last one leaving unsubscribes."""
+    server = live_server(transport_lines[:1])
+    assert server.hub.subscriber_count == 0
+    first = py_client().connect(server.url, ["websocket"])
+    second = py_client().connect(server.url, ["websocket"])
+    assert first.next_update() == second.next_update() == server.hub.latest_document
+    assert server.hub.subscriber_count == 1
+    first.sio.disconnect()
+    wait_until(lambda: server.limiter.count == 1, timeout=WAIT_S)
+    assert server.hub.subscriber_count == 1
+    server.feed(transport_lines[1])
+    assert second.next_update() == rest_status(server)
+    second.sio.disconnect()
+    wait_until(lambda: server.limiter.count == 0 and server.hub.subscriber_count == 0, timeout=WAIT_S)
+    third = py_client().connect(server.url, ["websocket"])
+    third.next_update()
+    server.feed(transport_lines[2])
+    assert third.next_update() == rest_status(server)
+
+
 def test_cap_is_shared_with_ws_and_names_the_limit(live_server, py_client, transport_lines):
     server = live_server(transport_lines[:1], max_connections=2)
     first = py_client().connect(server.url, ["websocket"])
