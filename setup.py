@@ -63,8 +63,12 @@ setup(
             "openapi-spec-validator>=0.7.1,!=0.7.2",
             "schemathesis>=3.39",
             "build",  # the sdist test builds with `python -m build`
+            "orjson",  # so that the tests cover the optional encoder (tests/test_hub.py)
         ],
         "dev": ["ruff", "mypy"],
+        # Optional: the hub encodes each sample's JSON with orjson where installed (the
+        # same bytes as the standard json module; docs/PERFORMANCE.md).
+        "speed": ["orjson"],
     },
     entry_points={"console_scripts": ["tegrastats-api = tegrastats_api.cli:main"]},
     classifiers=[

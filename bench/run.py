@@ -56,27 +56,54 @@ def load_lines() -> List[str]:
         return [row["line"] for row in csv.DictReader(f, delimiter="\t")]
 
 
-def bench_parse(lines: List[str], seconds: float = 2.0) -> Dict[str, float]:
-    """Lines per second for parse_line alone and for parse_line + to_dict + json.dumps."""
-    out = {}
-    for name, work in (
-        ("parse_line", lambda line: parse_line(line, 1.0, source="bench")),
-        ("parse+to_dict+json", lambda line: json.dumps(parse_line(line, 1.0, source="bench").to_dict())),
-    ):
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            for line in lines:
-                work(line)
-            done += len(lines)
-        out[name] = done / (time.perf_counter() - start)
-    return out
+def parse_paths() -> Dict[str, Callable[[str], Any]]:
+    """Today's parse paths and the frozen baseline's (bench/baseline/, the code before the
+    speed-ups): ``parse_line`` alone, and parse + snapshot document + JSON encoding (the
+    hub's work per sample: :func:`tegrastats_api.hub.encode_document`)."""
+    from baseline.parser import parse_line as baseline_parse_line
+
+    from tegrastats_api.hub import encode_document
+
+    def baseline_encode(document: Dict[str, Any]) -> bytes:
+        return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+    return {
+        "parse_line, baseline": lambda line: baseline_parse_line(line, 1.0, source="bench"),
+        "parse_line, today": lambda line: parse_line(line, 1.0, source="bench"),
+        "parse+to_dict+json, baseline": lambda line: baseline_encode(
+            baseline_parse_line(line, 1.0, source="bench").to_dict()),
+        "parse+to_dict+json, today": lambda line: encode_document(parse_line(line, 1.0, source="bench").to_dict()),
+    }
+
+
+def bench_parse(lines: List[str], seconds: float = 2.0, rounds: int = 5) -> Dict[str, float]:
+    """Lines per second of each of :func:`parse_paths`, A/B interleaved: ``rounds`` rounds of
+    ``seconds / rounds`` each, the paths taking turns, the best round of each kept (other
+    work on the machine only ever slows a round down)."""
+    paths = parse_paths()
+    best = {name: 0.0 for name in paths}
+    for _ in range(rounds):
+        for name, work in paths.items():
+            done, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / rounds:
+                for line in lines:
+                    work(line)
+                done += len(lines)
+            best[name] = max(best[name], done / (time.perf_counter() - start))
+    return best
 
 
 def section_parse(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
     lines = load_lines()
-    rates = bench_parse(lines, 0.5 if quick else 2.0)
-    rows = [("parse rate, %s, %d real lines (lines/s)" % (name, len(lines)), "%.0f" % rate)
-            for name, rate in rates.items()]
+    rates = bench_parse(lines, 1.0 if quick else 4.0)
+    from tegrastats_api.hub import json_encoder
+
+    rows = []
+    for path in ("parse_line", "parse+to_dict+json"):
+        today, baseline = rates[path + ", today"], rates[path + ", baseline"]
+        rows.append(("parse rate, %s, %d real lines (lines/s): today / baseline, A/B interleaved%s"
+                     % (path, len(lines), "" if path == "parse_line" else " (JSON: %s)" % json_encoder()),
+                     "%.0f / %.0f (%.2fx)" % (today, baseline, today / baseline)))
     return {"parse_rate": rates}, rows
 
 
