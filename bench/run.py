@@ -45,8 +45,9 @@ RESULTS = ROOT / "bench" / "results"
 CLIENTS = str(Path(__file__).resolve().parent / "clients.py")
 SERVER_CPU, LOAD_CPU = 0, 1
 FIELDS = "cpu.usage,gpu.usage,temperature.tj"
-PUSH_RUNS = [("ws", 100, None), ("ws", 200, None), ("ws", 500, None), ("ws", 1000, None),
-             ("sio", 100, None), ("ws", 100, FIELDS)]
+PUSH_RUNS = [("ws", 100, None), ("sio", 100, None), ("ws", 200, None), ("ws", 500, None), ("ws", 1000, None),
+             ("ws", 100, FIELDS)]
+AB_ROUNDS = 2  # more 100-client /ws and Socket.IO runs, taking turns, for the per-client comparison
 TARGETS = {"ratio": 0.85, "push_p99_ms_200": 20.0, "idle_cpu_pct_10": 1.0, "rss_mb": 40.0, "startup_s": 1.0}
 Row = Tuple[str, str]
 
@@ -167,15 +168,26 @@ def section_push(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
     argv = tegrastats_api_argv(port, "--simulate", "agx-orin", "--update-interval", "0.1",
                                "--max-connections", "2000", "--log-level", "WARNING")
     results = []
+    ab: Dict[str, List[float]] = {"ws": [], "sio": []}
     with ServerProcess(argv, port, cpu=SERVER_CPU) as server:
         time.sleep(1.0)
         rss_start, fds_start = rss_mb(server.pid), fd_count(server.pid)
+        meter = CpuMeter(server.pid, fine=True).start()
+        time.sleep(seconds)
+        cpu_0 = meter.stop()  # the same rate without clients: what a client adds is above it
         for kind, count, fields in PUSH_RUNS:
             r = run_clients(port, server.pid, kind, count, seconds, fields)
             r.update(kind=kind, fields=fields)
             results.append(r)
+            if count == 100 and fields is None:
+                ab[kind].append(r["server_cpu_pct"])
             time.sleep(1.0)  # the server closes the last fleet's connections
+        for _ in range(AB_ROUNDS):
+            for kind in ("ws", "sio"):
+                ab[kind].append(run_clients(port, server.pid, kind, 100, seconds, None)["server_cpu_pct"])
+                time.sleep(1.0)
         rss_after, fds_after = rss_mb(server.pid), fd_count(server.pid)
+    per_client = {kind: (min(cpus) - cpu_0) / 100 for kind, cpus in ab.items()}
     rows = []
     for r in results:
         if r["fields"]:
@@ -194,9 +206,14 @@ def section_push(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
         per_push = r["bytes_per_frame"] or 0.0
         rows.append(("bytes per push, %s (on the wire); per client per second at 10 / 1 samples/s" % name,
                      "%.0f; %.0f / %.0f" % (per_push, r["bytes_per_client_per_s"], per_push)))
+    rows.append(("server CPU per client at 10 samples/s, 100 clients, above the %.1f%% without clients "
+                 "(best of %d runs each, taking turns): Socket.IO / `/ws` (goal <= 1.5x)" % (cpu_0, AB_ROUNDS + 1),
+                 "%.3f%% / %.3f%% (%.2fx)" % (per_client["sio"], per_client["ws"],
+                                              per_client["sio"] / per_client["ws"])))
     rows.append(("server RSS after start / after the push load (MB); open fds after start / after",
                  "%.1f / %.1f; %d / %d" % (rss_start, rss_after, fds_start, fds_after)))
-    return {"push": {"runs": results, "rss_mb_start": rss_start, "rss_mb_after": rss_after,
+    return {"push": {"runs": results, "cpu_pct_0_clients": cpu_0, "ab_cpu_pct_100": ab,
+                     "per_client_cpu_pct": per_client, "rss_mb_start": rss_start, "rss_mb_after": rss_after,
                      "fds_start": fds_start, "fds_after": fds_after}}, rows
 
 
