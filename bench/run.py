@@ -310,17 +310,55 @@ def _ratio(pair: Dict[str, float]) -> float:
     return pair["ours"] / pair["original"] if pair["original"] else float("nan")
 
 
+BEFORE_REV = "533c73a"  # the commit before the idle-cost work (docs/PERFORMANCE.md)
+
+
+def before_tree() -> Optional[Path]:
+    """The package as of :data:`BEFORE_REV`, unpacked once into bench/.before-REV (``git
+    archive``), to run side by side with today's; None outside a git checkout."""
+    tree = Path(__file__).resolve().parent / (".before-" + BEFORE_REV)
+    if not (tree / "tegrastats_api" / "__init__.py").exists():
+        tree.mkdir(exist_ok=True)
+        try:
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE_REV, "tegrastats_api"],
+                                     capture_output=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
 def section_startup(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
-    times = []
+    """Start-up time and RSS after start, today's code and :data:`BEFORE_REV`'s taking turns
+    (same interpreter and libraries; ``python -S`` so that the editable install's finder does
+    not choose the package: each variant's tree, then site-packages, on ``PYTHONPATH``)."""
+    import sysconfig
+
+    before = before_tree()
+    site = sysconfig.get_paths()["purelib"]
+    variants: Dict[str, Dict[str, str]] = {"today": {"PYTHONPATH": os.pathsep.join([str(ROOT), site])}}
+    if before is not None:
+        variants["before"] = {"PYTHONPATH": os.pathsep.join([str(before), site])}
+    times: Dict[str, List[float]] = {name: [] for name in variants}
+    rss: Dict[str, List[float]] = {name: [] for name in variants}
     for _ in range(3 if quick else 5):
-        port = free_port()
-        with ServerProcess(tegrastats_api_argv(port, "--simulate", "agx-orin", "--log-level", "WARNING"),
-                           port, cpu=SERVER_CPU) as server:
-            times.append(server.ready_s)
-    times.sort()
-    rows = [("`tegrastats-api run` to the first 200 on `/api/status`: median / max of %d (s, target <= %.0f)"
-             % (len(times), TARGETS["startup_s"]), "%.3f / %.3f" % (times[len(times) // 2], times[-1]))]
-    return {"startup_s": times}, rows
+        for name, env in variants.items():
+            port = free_port()
+            argv = [sys.executable, "-S", "-m", "tegrastats_api", "--config", os.devnull, "run", "--host", "127.0.0.1",
+                    "--port", str(port), "--simulate", "agx-orin", "--log-level", "WARNING"]
+            # cwd: not the checkout, whose package `-m` would find first
+            with ServerProcess(argv, port, cpu=SERVER_CPU, env=env, cwd=str(RESULTS.parent)) as server:
+                times[name].append(server.ready_s)
+                time.sleep(1.0)
+                rss[name].append(rss_mb(server.pid))
+    rows = []
+    for name in variants:
+        t = sorted(times[name])
+        rows.append(("`python -S -m tegrastats_api run` to the first 200 on `/api/status`, %s: median / max of %d "
+                     "(s, target <= %.0f); RSS 1 s after (MB, median)"
+                     % ("today" if name == "today" else "before (%s)" % BEFORE_REV, len(t), TARGETS["startup_s"]),
+                     "%.3f / %.3f; %.1f" % (t[len(t) // 2], t[-1], sorted(rss[name])[len(t) // 2])))
+    return {"startup_s": times["today"], "startup": {"times_s": times, "rss_mb": rss}}, rows
 
 
 def section_abuse(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
