@@ -328,6 +328,65 @@ def before_tree() -> Optional[Path]:
     return tree
 
 
+def code_variants() -> Dict[str, Dict[str, str]]:
+    """``{"today": env, "before": env}``: the environment that runs each package with
+    ``python -S -m tegrastats_api`` (see :func:`section_startup`); no "before" outside git."""
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]
+    variants = {"today": {"PYTHONPATH": os.pathsep.join([str(ROOT), site])}}
+    before = before_tree()
+    if before is not None:
+        variants["before"] = {"PYTHONPATH": os.pathsep.join([str(before), site])}
+    return variants
+
+
+def variant_server(env: Dict[str, str], *settings: str) -> Tuple[ServerProcess, int]:
+    """A server of one :func:`code_variants` variant, pinned to SERVER_CPU, and its port."""
+    port = free_port()
+    argv = [sys.executable, "-S", "-m", "tegrastats_api", "--config", os.devnull, "run", "--host", "127.0.0.1",
+            "--port", str(port), *settings]
+    # cwd: not the checkout, whose package `-m` would find first
+    return ServerProcess(argv, port, cpu=SERVER_CPU, env=env, cwd=str(RESULTS.parent)), port
+
+
+def section_fanout(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
+    """Socket.IO fan-out, today's code against :data:`BEFORE_REV`'s (two servers at once, 10
+    samples/s each, 100 Socket.IO clients against one then the other, taking turns), and
+    ``/ws`` on today's: server CPU per client above each server's CPU without clients."""
+    seconds, rounds = (3.0, 1) if quick else (8.0, 3)
+    settings = ("--simulate", "agx-orin", "--update-interval", "0.1", "--max-connections", "500",
+                "--log-level", "WARNING")
+    servers = {name: variant_server(env, *settings) for name, env in code_variants().items()}
+    try:
+        time.sleep(1.0)
+        base = {}
+        meters = {name: CpuMeter(server.pid, fine=True).start() for name, (server, _port) in servers.items()}
+        time.sleep(seconds)
+        base = {name: meter.stop() for name, meter in meters.items()}
+        runs: Dict[str, List[float]] = {}
+        for _ in range(rounds):
+            for name, kind in [(name, "sio") for name in servers] + [("today", "ws")]:
+                server, port = servers[name]
+                cpu = run_clients(port, server.pid, kind, 100, seconds, None)["server_cpu_pct"]
+                runs.setdefault("%s %s" % (name, kind), []).append(cpu)
+                time.sleep(1.0)
+    finally:
+        for server, _port in servers.values():
+            server.stop()
+    per_client = {key: (min(cpus) - base[key.split()[0]]) / 100 for key, cpus in runs.items()}
+    rows = [("Socket.IO fan-out at 10 samples/s, 100 clients: server CPU per client above the CPU without clients, "
+             "best of %d runs each, taking turns: %s" % (rounds, " / ".join(sorted(per_client))),
+             " / ".join("%.3f%%" % per_client[key] for key in sorted(per_client)))]
+    if "today ws" in per_client:
+        rows.append(("Socket.IO / `/ws` per client, today (goal <= 1.5x)%s" % (
+            "; before" if "before sio" in per_client else ""),
+            "%.2fx%s" % (per_client["today sio"] / per_client["today ws"],
+                         "; %.2fx" % (per_client["before sio"] / per_client["today ws"])
+                         if "before sio" in per_client else "")))
+    return {"fanout": {"cpu_pct_0_clients": base, "runs": runs, "per_client_cpu_pct": per_client}}, rows
+
+
 def section_startup(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
     """Start-up time and RSS after start, today's code and :data:`BEFORE_REV`'s taking turns
     (same interpreter and libraries; ``python -S`` so that the editable install's finder does
@@ -403,6 +462,7 @@ SECTIONS: Dict[str, Callable[[bool], Tuple[Dict[str, Any], List[Row]]]] = {
     "push": section_push,
     "idle": section_idle,
     "startup": section_startup,
+    "fanout": section_fanout,
     "abuse": section_abuse,
 }
 
