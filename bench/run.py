@@ -269,40 +269,53 @@ def run_fleets(fleets: List[Tuple[int, int, str, int]], seconds: float) -> List[
 def section_idle(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
     """The default setting, 1 sample/s: what the monitor costs a Jetson that is busy, side by
     side with bench/original/app.py (the original's architecture, Flask-SocketIO in threading
-    mode): both servers run at once, pinned to the same CPU, read the same lines from
+    mode) and with our code before this work (:data:`BEFORE_REV`, where a git checkout has it):
+    the servers run at once, pinned to the same CPU, read the same lines from
     tests/fake_tegrastats.py at 1 s, and are measured over the same windows (0 clients, then
     10 Socket.IO clients each, then 10 ``/ws`` clients for ours)."""
+    import contextlib
+
     seconds = 5.0 if quick else 30.0
     ours_port, orig_port = free_port(), free_port()
     ours_argv = tegrastats_api_argv(ours_port, "--tegrastats", FAKE_TEGRASTATS, "--log-level", "WARNING")
     orig_argv = [original_python(), str(ORIGINAL_DIR / "app.py"), "--port", str(orig_port),
                  "--tegrastats", FAKE_TEGRASTATS, "--interval", "1000"]
-    with ServerProcess(ours_argv, ours_port, cpu=SERVER_CPU) as ours, \
-            ServerProcess(orig_argv, orig_port, cpu=SERVER_CPU) as orig:
+    with contextlib.ExitStack() as stack:
+        servers = {"ours": (stack.enter_context(ServerProcess(ours_argv, ours_port, cpu=SERVER_CPU)), ours_port),
+                   "original": (stack.enter_context(ServerProcess(orig_argv, orig_port, cpu=SERVER_CPU)), orig_port)}
+        variants = code_variants()
+        if "before" in variants:
+            server, port = variant_server(variants["before"], "--tegrastats", FAKE_TEGRASTATS, "--log-level", "WARNING")
+            servers["before"] = (stack.enter_context(server), port)
         time.sleep(2.0)
-        rss_start = {"ours": rss_mb(ours.pid), "original": rss_mb(orig.pid)}
-        meters = {"ours": CpuMeter(ours.pid, fine=True).start(), "original": CpuMeter(orig.pid, fine=True).start()}
+        rss_start = {name: rss_mb(server.pid) for name, (server, _port) in servers.items()}
+        meters = {name: CpuMeter(server.pid, fine=True).start() for name, (server, _port) in servers.items()}
         time.sleep(seconds)
         idle0 = {name: meter.stop() for name, meter in meters.items()}
-        sio = run_fleets([(ours_port, ours.pid, "sio", 10), (orig_port, orig.pid, "sio", 10)], seconds + 1.0)
-        sio10 = {"ours": sio[0]["server_cpu_pct"], "original": sio[1]["server_cpu_pct"]}
+        fleets = [(port, server.pid, "sio", 10) for server, port in servers.values()]
+        sio10 = {name: r["server_cpu_pct"] for name, r in zip(servers, run_fleets(fleets, seconds + 1.0))}
+        ours, _ = servers["ours"]
         ws10 = run_fleets([(ours_port, ours.pid, "ws", 10)], seconds + 1.0)[0]["server_cpu_pct"]
         rss_after = rss_mb(ours.pid)
+    before = "before" in idle0
     rows = [
-        ("server RSS after start at 1 sample/s (MB, target <= %.0f); the original's" % TARGETS["rss_mb"],
-         "%.1f; %.1f" % (rss_start["ours"], rss_start["original"])),
-        ("server CPU at 1 sample/s over %.0f s, 0 clients: ours / the original's, side by side (goal <= half)"
-         % seconds, "%.3f%% / %.3f%% (%.2fx)" % (idle0["ours"], idle0["original"], _ratio(idle0))),
+        ("server RSS after start at 1 sample/s (MB, target <= %.0f); the original's%s"
+         % (TARGETS["rss_mb"], "; before (%s)" % BEFORE_REV if before else ""),
+         "; ".join("%.1f" % rss_start[name] for name in servers)),
+        ("server CPU at 1 sample/s over %.0f s, 0 clients: ours / the original's, side by side (goal <= half)%s"
+         % (seconds, "; before (%s)" % BEFORE_REV if before else ""),
+         "%.3f%% / %.3f%% (%.2fx)%s" % (idle0["ours"], idle0["original"], _ratio(idle0),
+                                         "; %.3f%%" % idle0["before"] if before else "")),
         ("server CPU at 1 sample/s over %.0f s, 10 Socket.IO clients: ours / the original's, side by side "
-         "(goal <= half)" % (seconds - 1.0), "%.3f%% / %.3f%% (%.2fx)" % (sio10["ours"], sio10["original"],
-                                                                       _ratio(sio10))),
+         "(goal <= half)%s" % (seconds - 1.0, "; before (%s)" % BEFORE_REV if before else ""),
+         "%.3f%% / %.3f%% (%.2fx)%s" % (sio10["ours"], sio10["original"], _ratio(sio10),
+                                         "; %.3f%%" % sio10["before"] if before else "")),
         ("server CPU at 1 sample/s over %.0f s, 10 `/ws` clients (target <= %.0f%%)"
          % (seconds - 1.0, TARGETS["idle_cpu_pct_10"]), "%.3f%%" % ws10),
     ]
     return {"idle": {"seconds": seconds, "rss_mb_start": rss_start["ours"], "rss_mb_after_10_clients": rss_after,
-                     "original_rss_mb_start": rss_start["original"],
-                     "cpu_pct_0_clients": idle0["ours"], "original_cpu_pct_0_clients": idle0["original"],
-                     "cpu_pct_10_sio_clients": sio10["ours"], "original_cpu_pct_10_sio_clients": sio10["original"],
+                     "rss_mb_start_all": rss_start, "cpu_pct_0_clients_all": idle0, "cpu_pct_10_sio_clients_all": sio10,
+                     "cpu_pct_0_clients": idle0["ours"], "cpu_pct_10_sio_clients": sio10["ours"],
                      "cpu_pct_10_clients": ws10}}, rows
 
 
