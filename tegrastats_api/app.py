@@ -52,7 +52,6 @@ from tegrastats_api.openapi import encode_spec
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
 from tegrastats_api.plan import SourcePlan, plan_source
 from tegrastats_api.replay import ReplaySource
-from tegrastats_api.simulator import SimulatedBoard
 from tegrastats_api.source import TegrastatsProcess
 from tegrastats_api.tokens import install_token_log_filter, log_request
 from tegrastats_api.websocket import SnapshotSocket
@@ -184,6 +183,8 @@ def make_source(plan: SourcePlan, hub: SnapshotHub, config: Config) -> Source:
         return TegrastatsProcess(plan.argv, hub.feed_line, hub.set_state, hub.discard)
     lines: Iterable[str] = plan.lines
     if plan.kind == "simulator":  # new lines in the board's format, not the recorded ones
+        from tegrastats_api.simulator import SimulatedBoard  # only here: 0.7 MB a real board never needs
+
         lines = SimulatedBoard(plan.lines, random.Random(), interval_s=config.update_interval)
     return ReplaySource(
         lines, hub.feed_line, hub.set_state, hub.discard,
