@@ -507,7 +507,7 @@ def test_the_start_line_names_every_address(ipv6):
     try:
         reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
         reader.start()
-        pattern = re.compile(r"serving on http://\[::1\]:(\d+) \(source: simulator; listening on (.+)\)$")
+        pattern = re.compile(r"serving on http://\[::1\]:(\d+) \(source: simulator[^;]*; listening on (.+)\)$")
         match = wait_until(lambda: next(filter(None, (pattern.search(line.strip()) for line in list(lines))), None),
                            what="the serving-on line")
         port = int(match.group(1))
