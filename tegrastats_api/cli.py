@@ -17,7 +17,8 @@ from enum import IntEnum
 from typing import IO, Callable, Dict, List, Mapping, Optional
 
 from tegrastats_api import __version__
-from tegrastats_api.config import COMMAND_HELP, COMMANDS, Loaded, describe, load
+from tegrastats_api.commands import COMMAND_HELP, COMMANDS
+from tegrastats_api.config import Loaded, describe, load
 from tegrastats_api.settings import DEFAULT_TEGRASTATS, ConfigError, check_files
 
 log = logging.getLogger(__name__)

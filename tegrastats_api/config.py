@@ -21,13 +21,13 @@ argparse, so that a bad one can be named by where it came from.
 from __future__ import annotations
 
 import argparse
-import difflib
 import io
 import os
 from typing import IO, Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import configargparse
 
+from tegrastats_api.commands import COMMAND_EXAMPLES, COMMAND_HELP, COMMANDS, split_command, unknown_arguments
 from tegrastats_api.files import CONFIG_FILE_LIMIT, REPLAY_FILE_LIMIT, os_reason, read_text_file
 from tegrastats_api.settings import (
     DEFAULT_BOARD,
@@ -47,12 +47,11 @@ from tegrastats_api.settings import (
 __all__ = [
     "CONFIG_FILE_LIMIT", "COMMANDS", "Config", "ConfigError", "DEFAULT_BOARD", "DEFAULT_HOST", "DEFAULT_PORT",
     "LOG_LEVELS", "Loaded", "MAX_UPDATE_INTERVAL_S", "MIN_UPDATE_INTERVAL_S", "REPLAY_FILE_LIMIT", "SETTINGS",
-    "build_parser", "check_files", "describe", "host_valid", "load", "read_text_file", "split_command",
+    "build_parser", "check_files", "describe", "host_valid", "load", "read_text_file", "COMMAND_HELP",
 ]
 
 DEFAULT_CONFIG_FILE = "/etc/tegrastats-api/tegrastats-api.conf"
 ENV_PREFIX = "TEGRASTATS_API_"
-COMMANDS = ("run", "test", "monitor", "config")
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0", "")
 
@@ -105,20 +104,6 @@ COMMAND_SETTINGS = {
 }
 _NUMBERS = {"port": int, "max_connections": int, "history_size": int, "update_interval": float}
 _OPTIONAL_VALUE = ("--debug", "--simulate")  # flags whose value may be left out
-
-COMMAND_HELP = {
-    "run": "serve until SIGINT/SIGTERM",
-    "test": "probe every endpoint of a running server, print a table",
-    "monitor": "live terminal view of the pushes (JSON lines when not a terminal)",
-    "config": "print every effective setting and where it came from",
-}
-COMMAND_EXAMPLES = {
-    "run": ["tegrastats-api run", "tegrastats-api run --port 8080 --simulate orin-nano",
-            "TEGRASTATS_API_PORT=8080 tegrastats-api run"],
-    "test": ["tegrastats-api test", "tegrastats-api test --host 192.168.1.20 --port 58090 --auth-token T"],
-    "monitor": ["tegrastats-api monitor", "tegrastats-api monitor --duration 10 > samples.jsonl"],
-    "config": ["tegrastats-api config", "tegrastats-api --config ./my.conf config"],
-}
 
 
 class _Parser(configargparse.ArgumentParser):
@@ -201,42 +186,6 @@ def _label(sources: Mapping[str, str], name: str) -> str:
     if source.startswith("file "):
         return "%s in config file %s" % (name, source[len("file "):])
     return flag_of(name)
-
-
-def _unknown_command(strays: Sequence[str]) -> ConfigError:
-    choices = ", ".join(COMMANDS)
-    if not strays:
-        return ConfigError("no command given: choose one of %s" % choices)
-    for word in strays:
-        close = difflib.get_close_matches(word, COMMANDS, n=1)
-        if close:
-            return ConfigError("unknown command %r: did you mean %r? (commands: %s)" % (word, close[0], choices))
-    return ConfigError("unknown command %r: choose one of %s" % (strays[0], choices))
-
-
-def split_command(argv: Sequence[str]) -> Tuple[str, List[str]]:
-    """Take the subcommand out of ``argv``, wherever it stands among the flags.
-
-    Raises ConfigError when there is none: an unknown word is named, with the closest
-    command when one is close.
-    """
-    valued = {s.flag for s in SETTINGS if s.flag not in _OPTIONAL_VALUE} | {"--duration"}
-    rest = list(argv)
-    strays = []
-    i = 0
-    while i < len(rest):
-        token = rest[i]
-        if token in COMMANDS:
-            return token, rest[:i] + rest[i + 1:]
-        if token in valued:
-            i += 1  # skip the flag's value
-        elif token in _OPTIONAL_VALUE and i + 1 < len(rest) and rest[i + 1] not in COMMANDS \
-                and not rest[i + 1].startswith("-") and not difflib.get_close_matches(rest[i + 1], COMMANDS, n=1):
-            i += 1  # `--simulate thor`: the board, not a command (`--simulate runn` is a typo)
-        elif token == "--" or not token.startswith("-"):
-            strays.append(token)
-        i += 1
-    raise _unknown_command(strays)
 
 
 def _flag_value(argv: Sequence[str], flag: str) -> Optional[str]:
@@ -330,23 +279,14 @@ def _duration(text: Optional[str]) -> Optional[float]:
     return duration
 
 
-def _unknown_arguments(extras: Sequence[str]) -> ConfigError:
-    options = [s.flag for s in SETTINGS] + ["--duration", "--help"]
-    for word in extras:
-        if word.startswith("--"):
-            close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1)
-            hint = ": did you mean %s?" % close[0] if close else ""
-            return ConfigError("unknown option %s%s" % (word.split("=", 1)[0], hint))
-    return ConfigError("unexpected argument %r" % extras[0])
-
-
 def load(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
     """Parse ``argv`` (without the program name) and ``environ`` into a :class:`Loaded`.
 
     Raises :class:`ConfigError` (one line, naming the flag, variable or file key at fault)
     for a bad setting or usage; ``--help`` raises SystemExit(0) after argparse printed the help.
     """
-    command, rest = split_command(argv)
+    valued = [s.flag for s in SETTINGS if s.flag not in _OPTIONAL_VALUE] + ["--duration"]
+    command, rest = split_command(argv, valued, _OPTIONAL_VALUE)
     path, path_source, text = _config_file(rest, environ)
     file_keys = _file_keys(path, text, path_source) if path else {}
     sources = _sources(rest, environ, path, path_source, file_keys)
@@ -356,7 +296,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
     try:
         namespace, extras = parser.parse_known_args(rest, env_vars=dict(environ), config_file_contents=text)
         if extras:
-            raise _unknown_arguments(extras)
+            raise unknown_arguments(extras, [s.flag for s in SETTINGS] + ["--duration", "--help"])
         values = vars(namespace)
         options = {"duration": _duration(values.pop("duration", None))}
         values["config"] = path
