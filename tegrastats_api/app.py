@@ -15,6 +15,7 @@ or ever use Tornado's ``debug``/``autoreload`` (a reload would orphan the child)
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import importlib.util
 import ipaddress
@@ -30,9 +31,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
+from tegrastats_api.addresses import open_urls
 from tegrastats_api.board import BoardReader, sysroot_from_environ
 from tegrastats_api.compat import shutdown_sio
-from tegrastats_api.config import Config
 from tegrastats_api.handlers import (
     BoardHandler,
     HealthHandler,
@@ -52,6 +53,7 @@ from tegrastats_api.openapi import encode_spec
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
 from tegrastats_api.plan import SourcePlan, plan_source
 from tegrastats_api.replay import ReplaySource
+from tegrastats_api.settings import Config
 from tegrastats_api.simulator import SimulatedBoard
 from tegrastats_api.source import TegrastatsProcess
 from tegrastats_api.tokens import install_token_log_filter, log_request
@@ -82,7 +84,12 @@ SYSTEM_STATIC = "/usr/share/tegrastats-api/static"
 
 
 class ListenError(OSError):
-    """The server cannot listen on ``host:port`` (port in use, no permission, bad address)."""
+    """The server cannot listen on ``host:port`` (port in use, no permission, bad address).
+
+    ``setting`` names the setting at fault: ``port`` when the port is in use or needs
+    privileges, else ``host`` (an address this machine does not have, a name that does not
+    resolve).
+    """
 
     def __init__(self, host: str, port: int, error: OSError) -> None:
         reason = error.strerror or str(error)
@@ -90,6 +97,7 @@ class ListenError(OSError):
         super().__init__(error.errno, "cannot listen on %s:%d: %s" % (shown, port, reason))
         self.host = host
         self.port = port
+        self.setting = "port" if error.errno in (errno.EADDRINUSE, errno.EACCES) else "host"
 
     def __str__(self) -> str:
         return str(self.strerror)
@@ -222,6 +230,15 @@ class Server:
             host = "[%s]" % host
         return "http://%s:%s" % (host, self.port)
 
+    @property
+    def urls(self) -> List[str]:
+        """Every URL a user can open: :attr:`url` first, then, when listening on every
+        address, those of this machine's interfaces."""
+        if self.port is None:
+            raise RuntimeError("the server is not listening")
+        urls = open_urls(self.config.host, self.port)
+        return [self.url] + [u for u in urls if u != self.url]
+
     async def start(self) -> None:
         """Choose the source, listen, start the source; raises ListenError,
         TegrastatsNotFoundError and the source plan's errors (nothing left running)."""
@@ -230,14 +247,14 @@ class Server:
             tegrastats=config.tegrastats, interval_ms=config.interval_ms,
             simulate=config.simulate, replay=config.replay,
         )
-        if plan.warning:
-            log.warning("!!! %s", plan.warning)
         self.hub = hub = SnapshotHub(
             plan.kind, history_size=config.history_size, interval_s=config.update_interval, board=plan.board
         )
         self.sio = make_sio(hub, self.limiter, config)
         board = BoardReader.for_source(plan.kind, plan.board, self.sysroot)
         self._listen(make_app(hub, self.limiter, self.sio, config, board=board))
+        if plan.warning:  # once every setting has proved good: a failed start logs no warning
+            log.warning("!!! %s", plan.warning)
         self.source = make_source(plan, hub, config)
         started = False
         try:
@@ -250,7 +267,8 @@ class Server:
         source = plan.kind
         if plan.kind == "simulator":
             source += ": SIMULATED %s, not a real board's readings" % plan.board
-        log.info("%s; serving on %s (source: %s; listening on %s)", board.facts().describe(), self.url, source,
+        log.info("%s; serving on %s (source: %s; listening on %s)", board.facts().describe(), " and ".join(self.urls),
+                 source,
                  " and ".join(self.addresses))
 
     def _listen(self, app: Application) -> None:

@@ -29,7 +29,7 @@ from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from tegrastats_api import __version__
 from tegrastats_api.board import BoardReader
-from tegrastats_api.config import Config
+from tegrastats_api.settings import Config
 from tegrastats_api.fields import FieldsError, Path, parse_fields
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.metrics import render

@@ -98,6 +98,15 @@ def test_each_level_and_logger_has_its_own_budget():
     assert sum(1 for _n, _l, m in seen_two.messages if m == "w") == 2
 
 
+def test_debug_and_info_lines_are_not_budgeted():
+    budget = LogBudget(burst=2, window_s=10.0, clock=Clock())
+    logger, seen = _logger("test.budget.info", budget)
+    for _ in range(10):
+        logger.info("i")
+        logger.debug("d")
+    assert len(seen.messages) == 20
+
+
 def test_installing_twice_keeps_one_budget_in_front():
     logger = logging.getLogger("test.budget.twice")
     logger.filters = [logging.Filter("x")]
