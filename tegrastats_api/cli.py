@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class ExitStatus(IntEnum):
-    """Exit codes of every command (CONTRACT.md section 1)."""
+    """Exit codes of every command (docs/API.md section 6.2)."""
 
     OK = 0
     FAILURE = 1

@@ -1,6 +1,6 @@
 """The command line's settings loader: flags, ``TEGRASTATS_API_*`` variables and the config file.
 
-What it does: declares every setting of CONTRACT.md section 1 once (:data:`SETTINGS`), reads
+What it does: declares every setting of docs/API.md section 6.1 once (:data:`SETTINGS`), reads
 them with one configargparse parser with precedence flag > environment variable > config
 file > default, with flags accepted on both sides of the subcommand, records where each
 value came from, and turns them into a :class:`~tegrastats_api.settings.Config`. A bad

@@ -1,6 +1,6 @@
 """The server's settings as one frozen value: :class:`Config`, and :class:`ConfigError`.
 
-What it does: holds every setting of CONTRACT.md section 1 with its default, normalises
+What it does: holds every setting of docs/API.md section 6.1 with its default, normalises
 and validates them (one clear message per bad value, naming the setting), and checks the
 files and executable they name (:func:`check_files`). This is what the server and the
 library import.
