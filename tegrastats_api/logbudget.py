@@ -90,8 +90,10 @@ def _without_traceback(record: logging.LogRecord) -> None:
 
 
 def install_log_budget(loggers: Tuple[str, ...], budget: LogBudget) -> None:
-    """Put ``budget`` first on each of ``loggers`` (idempotent: a budget already there stays)."""
+    """Put ``budget`` first on each of ``loggers``, in place of a budget installed before (each
+    application starts with a full budget; a process serves one, tests many)."""
     for name in loggers:
         logger = logging.getLogger(name)
-        if not any(isinstance(existing, LogBudget) for existing in logger.filters):
-            logger.filters.insert(0, budget)
+        for existing in [f for f in logger.filters if isinstance(f, LogBudget)]:
+            logger.removeFilter(existing)
+        logger.filters.insert(0, budget)

@@ -293,7 +293,7 @@ def test_test_command_reports_a_wrong_token(live_server):
 def test_test_command_reports_a_closed_port():
     result = _cli("test", "--host", "127.0.0.1", "--port", str(_free_port()))
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stdout.count("connection refused") == 13 and result.stdout.splitlines()[-1] == "0 passed, 13 failed"
+    assert result.stdout.count("connection refused") == 14 and result.stdout.splitlines()[-1] == "0 passed, 14 failed"
 
 
 def test_monitor_prints_json_lines_and_ends_after_duration(live_server):

@@ -293,7 +293,7 @@ def test_the_test_command_requests_every_endpoint(tmp_path):
 
 # --- the start-up line ----------------------------------------------------------------------
 
-SERVING_RE = re.compile(r"serving on (.+?) \(source: (\w+); listening on (.+)\)$")
+SERVING_RE = re.compile(r"serving on (.+?) \(source: (\w+)[^;]*; listening on (.+)\)$")
 
 
 def _serving_line(argv: List[str], env: dict, prefix: List[str] = ()) -> re.Match:

@@ -107,12 +107,13 @@ def test_debug_and_info_lines_are_not_budgeted():
     assert len(seen.messages) == 20
 
 
-def test_installing_twice_keeps_one_budget_in_front():
+def test_installing_again_puts_the_new_budget_in_place_of_the_old():
     logger = logging.getLogger("test.budget.twice")
     logger.filters = [logging.Filter("x")]
-    install_log_budget(("test.budget.twice",), LogBudget())
-    install_log_budget(("test.budget.twice",), LogBudget())
-    assert isinstance(logger.filters[0], LogBudget)
+    first, second = LogBudget(), LogBudget()
+    install_log_budget(("test.budget.twice",), first)
+    install_log_budget(("test.budget.twice",), second)
+    assert logger.filters[0] is second
     assert sum(isinstance(f, LogBudget) for f in logger.filters) == 1
 
 
