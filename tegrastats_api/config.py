@@ -20,11 +20,14 @@ import io
 import ipaddress
 import os
 import re
+import socket
 import stat
 from dataclasses import dataclass, fields
 from typing import IO, Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import configargparse
+
+from tegrastats_api.broker import BrokerURL, check_topic, parse_broker_url
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 58090
@@ -76,6 +79,12 @@ SETTINGS = (
     Setting("cors_origins", "ORIGINS", "comma-separated allowed origins, `*` for any"),
     Setting("auth_token", "TOKEN", "require `Authorization: Bearer TOKEN` or `?token=TOKEN`"),
     Setting("history_size", "N", "samples kept for /api/history"),
+    # MQTT (tegrastats_api.mqtt): see _check_mqtt below
+    Setting("mqtt", "URL", "publish to an MQTT broker: mqtt://[user:password@]host[:port] or mqtts://... (off)"),
+    Setting("mqtt_ca", "FILE", "CA certificates (PEM) to verify an mqtts:// broker (default: the system's)"),
+    Setting("mqtt_prefix", "TOPIC", "topic prefix of the state and availability messages (tegrastats/<hostname>)"),
+    Setting("mqtt_interval", "S", "seconds between state messages, at least the sample interval"),
+    Setting("mqtt_discovery_prefix", "TOPIC", "Home Assistant discovery prefix; `none` turns discovery off"),
     Setting("config", "FILE", "config file of `key = value` lines (default %s if present)" % DEFAULT_CONFIG_FILE),
 )
 SETTING_BY_NAME = {s.name: s for s in SETTINGS}
@@ -121,6 +130,11 @@ class Config:
     cors_origins: Tuple[str, ...] = ("*",)
     auth_token: Optional[str] = None
     history_size: int = 300
+    mqtt: Optional[BrokerURL] = None
+    mqtt_ca: Optional[str] = None
+    mqtt_prefix: Optional[str] = None  # None: tegrastats/<hostname>
+    mqtt_interval: float = 10.0
+    mqtt_discovery_prefix: Optional[str] = "homeassistant"
     config: Optional[str] = None
 
     def __post_init__(self) -> None:
@@ -131,6 +145,7 @@ class Config:
         set_(self, "auth_token", self.auth_token or None)
         set_(self, "replay", self.replay or None)
         _validate(self)
+        _check_mqtt(self)
 
     @property
     def interval_ms(self) -> int:
@@ -170,6 +185,46 @@ def _validate(config: Config) -> None:
             str(config.auth_token).encode("utf-8")
         except UnicodeEncodeError:  # bytes that are not UTF-8 in argv or the environment
             raise ConfigError("--auth-token: not UTF-8 text (clients send the token as UTF-8)") from None
+
+
+# --- MQTT settings (tegrastats_api.mqtt publishes; tegrastats_api.broker parses) -------
+
+
+def _check_mqtt(config: Config) -> None:
+    """Normalise and check the ``mqtt*`` settings (the relation to the sample interval only
+    when MQTT is on). The password never appears in a message."""
+    set_ = object.__setattr__
+    try:
+        set_(config, "mqtt", parse_broker_url(config.mqtt))
+    except ValueError as err:
+        raise ConfigError("--mqtt: %s" % err) from None
+    if config.mqtt is not None and not host_valid(config.mqtt.host):
+        raise ConfigError("--mqtt: %r is not an IP address or host name" % (config.mqtt.host,))
+    try:
+        set_(config, "mqtt_interval", float(config.mqtt_interval))
+    except (TypeError, ValueError):
+        raise ConfigError("--mqtt-interval: %r is not a number of seconds" % (config.mqtt_interval,)) from None
+    if not 0 < config.mqtt_interval <= MAX_UPDATE_INTERVAL_S:
+        raise ConfigError("--mqtt-interval: %r must be above 0 and at most %g seconds"
+                          % (config.mqtt_interval, MAX_UPDATE_INTERVAL_S))
+    if config.mqtt is not None and config.mqtt_interval < config.update_interval:
+        raise ConfigError("--mqtt-interval: %g s is shorter than the sample interval (--update-interval %g s): "
+                          "state messages follow the samples" % (config.mqtt_interval, config.update_interval))
+    set_(config, "mqtt_ca", config.mqtt_ca or None)
+    if config.mqtt_ca is not None and config.mqtt is not None and not config.mqtt.tls:
+        raise ConfigError("--mqtt-ca: only an mqtts:// broker uses a CA (--mqtt is %s)" % config.mqtt)
+    prefix = config.mqtt_prefix or "tegrastats/" + (socket.gethostname().split(".")[0] or "jetson")
+    discovery = config.mqtt_discovery_prefix
+    if discovery is not None and str(discovery).strip().lower() in ("", "none", "off"):
+        discovery = None
+    try:
+        set_(config, "mqtt_prefix", check_topic(prefix, "topic prefix"))
+    except ValueError as err:
+        raise ConfigError("--mqtt-prefix: %s" % err) from None
+    try:
+        set_(config, "mqtt_discovery_prefix", None if discovery is None else check_topic(discovery, "topic prefix"))
+    except ValueError as err:
+        raise ConfigError("--mqtt-discovery-prefix: %s" % err) from None
 
 
 def check_files(config: Config) -> None:
