@@ -131,11 +131,16 @@ class MqttBridge:
         return client
 
     def _from_paho(self, method: Callable[..., None]) -> Callable[..., None]:
-        """A paho callback (paho's thread) that runs ``method`` on the IOLoop instead."""
+        """A paho callback (paho's thread) that runs ``method`` on the IOLoop instead, unless
+        the bridge is stopping by then."""
+        def on_loop(*args: Any) -> None:
+            if not self._stopping:
+                method(*args)
+
         def callback(*args: Any) -> None:
             loop = self._loop
             if loop is not None and not self._stopping:
-                loop.add_callback(method, *args)
+                loop.add_callback(on_loop, *args)
         return callback
 
     # --- start and stop ---------------------------------------------------------------
@@ -155,11 +160,11 @@ class MqttBridge:
         self.hub.unsubscribe(self.on_sample)
         if self._stopping:
             return
+        self._stopping = True  # paho's events from now on are ignored: no `online` after this
         if self.connected:
             info = self.client.publish(self.availability_topic, OFFLINE, qos=1, retain=True)
             if not await _in_thread(lambda: info.wait_for_publish(STOP_WAIT_S), STOP_WAIT_S):
                 log.warning("MQTT: the broker did not take 'offline' at stop")
-        self._stopping = True
         self.connected = False
         self.client.disconnect()
         if not await _in_thread(self.client.loop_stop, STOP_WAIT_S):
@@ -169,7 +174,7 @@ class MqttBridge:
 
     def _on_connect(self, refusal: Optional[str]) -> None:
         if refusal is not None:
-            self._outage("the broker refused the connection: %s" % refusal)
+            self._outage("refused the connection (%s)" % refusal.rstrip("."))
             return
         self.connected = True
         self._pending.clear()
@@ -197,7 +202,7 @@ class MqttBridge:
             self._outage("connection lost (%s)" % reason)
 
     def _on_connect_fail(self, error: str) -> None:
-        self._outage("cannot connect: %s" % error)
+        self._outage("cannot connect (%s)" % error)
 
     def _outage(self, reason: str) -> None:
         """Count a failed attempt; log the first of an outage only."""

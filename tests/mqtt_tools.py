@@ -43,18 +43,23 @@ def _accepts(port: int) -> bool:
 
 def make_certs(folder: str) -> Dict[str, str]:
     """A CA and a broker key and certificate for 127.0.0.1 and localhost (EC P-256, 1 day),
-    made with openssl in ``folder``; returns the paths: ``ca``, ``cert``, ``key``."""
+    made with openssl in ``folder``; returns the paths: ``ca``, ``cert``, ``key``. With the
+    extensions Python 3.13's strict verification (VERIFY_X509_STRICT) requires: a critical
+    CA basicConstraints with keyCertSign, and key identifiers on both."""
     paths = {name: os.path.join(folder, name + ".pem") for name in ("ca", "ca-key", "cert", "key", "csr")}
     ext = os.path.join(folder, "san.ext")
     with open(ext, "w") as handle:
-        handle.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+        handle.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
+                     "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+                     "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n")
 
     def run(*argv: str) -> None:
         subprocess.run(["openssl", *argv], check=True, capture_output=True, timeout=WAIT_S)
 
     curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     run("req", "-x509", *curve, "-keyout", paths["ca-key"], "-out", paths["ca"], "-days", "1",
-        "-subj", "/CN=tegrastats-api test CA")
+        "-subj", "/CN=tegrastats-api test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-addext", "subjectKeyIdentifier=hash")
     run("req", *curve, "-keyout", paths["key"], "-out", paths["csr"], "-subj", "/CN=127.0.0.1")
     run("x509", "-req", "-in", paths["csr"], "-CA", paths["ca"], "-CAkey", paths["ca-key"], "-CAcreateserial",
         "-out", paths["cert"], "-days", "1", "-extfile", ext)
