@@ -286,7 +286,7 @@ class Server:
             await snapshot_namespace(self.sio).disconnect_all()
         await _wait_for(lambda: self._hurried or self.limiter.count == 0, CLOSE_WAIT_S)
         if self.mqtt is not None:
-            await self.mqtt.stop()  # publishes `offline`
+            await self.mqtt.stop(hurried=self._hurried)  # publishes `offline`
         if self.source is not None:
             await self.source.stop()
         try:
