@@ -63,7 +63,13 @@ setup(
             "openapi-spec-validator>=0.7.1,!=0.7.2",
             "schemathesis>=3.39",
             "build",  # the sdist test builds with `python -m build`
+            # MQTT tests (tests/test_mqtt.py): the server's client and the test subscriber, and
+            # Jinja2 to render the Home Assistant templates as Home Assistant does
+            "paho-mqtt>=1.6",
+            "jinja2>=3",
         ],
+        # `--mqtt`: paho-mqtt 1.6 (Debian's and Ubuntu's python3-paho-mqtt) or 2.x (PyPI)
+        "mqtt": ["paho-mqtt>=1.6"],
         "dev": ["ruff", "mypy"],
     },
     entry_points={"console_scripts": ["tegrastats-api = tegrastats_api.cli:main"]},

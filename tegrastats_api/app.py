@@ -3,9 +3,10 @@
 What it does: :func:`make_app` holds the whole route table (REST, ``/ws``, ``/socket.io/``
 and the dashboard's static files). :class:`Server` picks the source (docs/API.md
 section 6.3), builds the hub, the Socket.IO server and the application, listens (port 0
-picks a free port, see :attr:`Server.port`), starts the source, and stops in order:
-stop accepting, close ``/ws`` clients with a close frame, disconnect Socket.IO clients,
-stop the source (no tegrastats child left). :func:`serve` runs a :class:`Server` until
+picks a free port, see :attr:`Server.port`), starts the source (and, with ``--mqtt``, the
+MQTT bridge), and stops in order: stop accepting, close ``/ws`` clients with a close frame,
+disconnect Socket.IO clients, stop MQTT (publishing ``offline``), stop the source (no
+tegrastats child left). :func:`serve` runs a :class:`Server` until
 SIGTERM, SIGINT, SIGHUP or SIGQUIT and returns the exit status 0 (a repeated signal hurries
 the stop but keeps its order); :func:`run` is its blocking form.
 
@@ -49,6 +50,7 @@ from tegrastats_api.handlers import (
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.logbudget import BUDGETED_LOGGERS, LogBudget, install_log_budget
 from tegrastats_api.metrics import make_registry
+from tegrastats_api.mqtt import MqttBridge
 from tegrastats_api.openapi import encode_spec
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
 from tegrastats_api.plan import SourcePlan, plan_source
@@ -200,7 +202,7 @@ def make_source(plan: SourcePlan, hub: SnapshotHub, config: Config) -> Source:
 
 
 class Server:
-    """One running tegrastats-api: source, hub, REST, ``/ws`` and Socket.IO.
+    """One running tegrastats-api: source, hub, REST, ``/ws``, Socket.IO and MQTT.
 
     ``await start()`` and ``await stop()`` must run on the IOLoop the server serves on
     (any thread). ``plan`` overrides the source choice (tests, the library); ``sysroot`` is
@@ -216,6 +218,7 @@ class Server:
         self.limiter = ConnectionLimiter(config.max_connections)
         self.sio: Optional[socketio.AsyncServer] = None
         self.source: Optional[Source] = None
+        self.mqtt: Optional[MqttBridge] = None  # with --mqtt
         self.port: Optional[int] = None
         self._http: Optional[HTTPServer] = None
         self._hurried = False
@@ -252,6 +255,8 @@ class Server:
         )
         self.sio = make_sio(hub, self.limiter, config)
         board = BoardReader.for_source(plan.kind, plan.board, self.sysroot)
+        # before listening: a missing paho-mqtt or a bad CA file leaves nothing running
+        self.mqtt = MqttBridge(config, hub, board) if config.mqtt is not None else None
         self._listen(make_app(hub, self.limiter, self.sio, config, board=board))
         if plan.warning:  # once every setting has proved good: a failed start logs no warning
             log.warning("!!! %s", plan.warning)
@@ -264,6 +269,8 @@ class Server:
             if not started:  # e.g. tegrastats vanished since plan_source looked
                 self._http.stop()  # type: ignore[union-attr]
                 self._http = None
+        if self.mqtt is not None:
+            self.mqtt.start()
         source = plan.kind
         if plan.kind == "simulator":
             source += ": SIMULATED %s, not a real board's readings" % plan.board
@@ -304,6 +311,8 @@ class Server:
         if self.sio is not None:
             await snapshot_namespace(self.sio).disconnect_all()
         await _wait_for(lambda: self._hurried or self.limiter.count == 0, CLOSE_WAIT_S)
+        if self.mqtt is not None:
+            await self.mqtt.stop(hurried=self._hurried)  # publishes `offline`
         if self.source is not None:
             await self.source.stop()
         try:

@@ -90,6 +90,12 @@ SETTINGS = (
     Setting("auth_token", "TOKEN", "require `Authorization: Bearer TOKEN` or `?token=TOKEN`",
             "the server's token, sent as `Authorization: Bearer TOKEN`"),
     Setting("history_size", "N", "samples kept for /api/history"),
+    # MQTT (tegrastats_api.mqtt): checked by settings._check_mqtt
+    Setting("mqtt", "URL", "publish to an MQTT broker: mqtt://[user:password@]host[:port] or mqtts://... (off)"),
+    Setting("mqtt_ca", "FILE", "CA certificates (PEM) to verify an mqtts:// broker (default: the system's)"),
+    Setting("mqtt_prefix", "TOPIC", "topic prefix of the state and availability messages (tegrastats/<hostname>)"),
+    Setting("mqtt_interval", "S", "seconds between state messages, at least the sample interval"),
+    Setting("mqtt_discovery_prefix", "TOPIC", "Home Assistant discovery prefix; `none` turns discovery off"),
     Setting("config", "FILE", "config file of `key = value` lines (default %s if present)" % DEFAULT_CONFIG_FILE),
 )
 SETTING_BY_NAME = {s.name: s for s in SETTINGS}
@@ -102,7 +108,8 @@ COMMAND_SETTINGS = {
     "test": ("host", "port", "auth_token", "update_interval", "config"),
     "monitor": ("host", "port", "auth_token", "config"),
 }
-_NUMBERS = {"port": int, "max_connections": int, "history_size": int, "update_interval": float}
+_NUMBERS = {"port": int, "max_connections": int, "history_size": int, "update_interval": float,
+            "mqtt_interval": float}
 _OPTIONAL_VALUE = ("--debug", "--simulate")  # flags whose value may be left out
 
 

@@ -14,8 +14,11 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, Optional, Tuple
+
+from tegrastats_api.broker import BrokerURL, check_topic, parse_broker_url
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 58090
@@ -95,6 +98,11 @@ class Config:
     cors_origins: Tuple[str, ...] = ("*",)
     auth_token: Optional[str] = None
     history_size: int = 300
+    mqtt: Optional[BrokerURL] = None
+    mqtt_ca: Optional[str] = None
+    mqtt_prefix: Optional[str] = None  # None: tegrastats/<hostname>
+    mqtt_interval: float = 10.0
+    mqtt_discovery_prefix: Optional[str] = "homeassistant"
     config: Optional[str] = None
 
     def __post_init__(self) -> None:
@@ -105,6 +113,7 @@ class Config:
         set_(self, "auth_token", self.auth_token or None)
         set_(self, "replay", self.replay or None)
         _validate(self)
+        _check_mqtt(self)
 
     @property
     def interval_ms(self) -> int:
@@ -148,6 +157,46 @@ def _validate(config: Config) -> None:
             str(config.auth_token).encode("utf-8")
         except UnicodeEncodeError:  # bytes that are not UTF-8 in argv or the environment
             raise ConfigError("not UTF-8 text (clients send the token as UTF-8)", "auth_token") from None
+
+
+# --- MQTT settings (tegrastats_api.mqtt publishes; tegrastats_api.broker parses) -------
+
+
+def _check_mqtt(config: Config) -> None:
+    """Normalise and check the ``mqtt*`` settings (the relation to the sample interval only
+    when MQTT is on). The password never appears in a message."""
+    set_ = object.__setattr__
+    try:
+        set_(config, "mqtt", parse_broker_url(config.mqtt))
+    except ValueError as err:
+        raise ConfigError(str(err), "mqtt") from None
+    if config.mqtt is not None and not host_valid(config.mqtt.host):
+        raise ConfigError("%r is not an IP address or host name" % (config.mqtt.host,), "mqtt")
+    try:
+        set_(config, "mqtt_interval", float(config.mqtt_interval))
+    except (TypeError, ValueError):
+        raise ConfigError("%r is not a number of seconds" % (config.mqtt_interval,), "mqtt_interval") from None
+    if not 0 < config.mqtt_interval <= MAX_UPDATE_INTERVAL_S:
+        raise ConfigError("%r must be above 0 and at most %g seconds" % (config.mqtt_interval, MAX_UPDATE_INTERVAL_S),
+                          "mqtt_interval")
+    if config.mqtt is not None and config.mqtt_interval < config.update_interval:
+        raise ConfigError("%g s is shorter than the sample interval (--update-interval %g s): state messages "
+                          "follow the samples" % (config.mqtt_interval, config.update_interval), "mqtt_interval")
+    set_(config, "mqtt_ca", config.mqtt_ca or None)
+    if config.mqtt_ca is not None and config.mqtt is not None and not config.mqtt.tls:
+        raise ConfigError("only an mqtts:// broker uses a CA (--mqtt is %s)" % config.mqtt, "mqtt_ca")
+    prefix = config.mqtt_prefix or "tegrastats/" + (socket.gethostname().split(".")[0] or "jetson")
+    discovery = config.mqtt_discovery_prefix
+    if discovery is not None and str(discovery).strip().lower() in ("", "none", "off"):
+        discovery = None
+    try:
+        set_(config, "mqtt_prefix", check_topic(prefix, "topic prefix"))
+    except ValueError as err:
+        raise ConfigError(str(err), "mqtt_prefix") from None
+    try:
+        set_(config, "mqtt_discovery_prefix", None if discovery is None else check_topic(discovery, "topic prefix"))
+    except ValueError as err:
+        raise ConfigError(str(err), "mqtt_discovery_prefix") from None
 
 
 _HOST_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
