@@ -153,16 +153,20 @@ class BaseAPIHandler(JSONErrorMixin, RequestHandler):
         self.finish(payload)
 
 
-class HealthHandler(BaseAPIHandler):
-    """``/api/health``: 200 when healthy, else 503 with the same body; never needs a token."""
-
-    requires_auth = False
+class BoardAwareHandler(BaseAPIHandler):
+    """A handler that also knows the board's facts (:class:`tegrastats_api.board.BoardReader`)."""
 
     def initialize(  # type: ignore[override]
         self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter, board: BoardReader
     ) -> None:
         super().initialize(hub, config, limiter)
         self.board = board
+
+
+class HealthHandler(BoardAwareHandler):
+    """``/api/health``: 200 when healthy, else 503 with the same body; never needs a token."""
+
+    requires_auth = False
 
     def get(self, *args: Any) -> None:
         body = self.health()
@@ -190,15 +194,9 @@ class HealthHandler(BaseAPIHandler):
         }
 
 
-class BoardHandler(BaseAPIHandler):
+class BoardHandler(BoardAwareHandler):
     """``/api/board``: model, L4T, JetPack, power mode, fans, hostname, kernel and uptime
     (:mod:`tegrastats_api.board`); 200 from the start (board facts do not wait for a sample)."""
-
-    def initialize(  # type: ignore[override]
-        self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter, board: BoardReader
-    ) -> None:
-        super().initialize(hub, config, limiter)
-        self.board = board
 
     def get(self, *args: Any) -> None:
         document = self.board.facts().to_dict(format_timestamp(self.hub.clock()))
