@@ -27,7 +27,7 @@ from tegrastats_api.snapshot import Snapshot  # noqa: E402
 
 __all__ = ["__version__", "ParseError", "Snapshot", "parse_line", "Config", "TegrastatsServer"]
 
-_LAZY = {"Config": "tegrastats_api.config", "TegrastatsServer": "tegrastats_api.server"}
+_LAZY = {"Config": "tegrastats_api.settings", "TegrastatsServer": "tegrastats_api.server"}
 
 
 def __getattr__(name):  # type: (str) -> Any

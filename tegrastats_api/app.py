@@ -3,9 +3,10 @@
 What it does: :func:`make_app` holds the whole route table (REST, ``/ws``, ``/socket.io/``
 and the dashboard's static files). :class:`Server` picks the source (docs/API.md
 section 6.3), builds the hub, the Socket.IO server and the application, listens (port 0
-picks a free port, see :attr:`Server.port`), starts the source, and stops in order:
-stop accepting, close ``/ws`` clients with a close frame, disconnect Socket.IO clients,
-stop the source (no tegrastats child left). :func:`serve` runs a :class:`Server` until
+picks a free port, see :attr:`Server.port`), starts the source (and, with ``--mqtt``, the
+MQTT bridge), and stops in order: stop accepting, close ``/ws`` clients with a close frame,
+disconnect Socket.IO clients, stop MQTT (publishing ``offline``), stop the source (no
+tegrastats child left). :func:`serve` runs a :class:`Server` until
 SIGTERM, SIGINT, SIGHUP or SIGQUIT and returns the exit status 0 (a repeated signal hurries
 the stop but keeps its order); :func:`run` is its blocking form.
 
@@ -15,6 +16,7 @@ or ever use Tornado's ``debug``/``autoreload`` (a reload would orphan the child)
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import importlib.util
 import ipaddress
@@ -30,9 +32,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
+from tegrastats_api.addresses import open_urls
 from tegrastats_api.board import BoardReader, sysroot_from_environ
 from tegrastats_api.compat import shutdown_sio
-from tegrastats_api.config import Config
 from tegrastats_api.handlers import (
     BoardHandler,
     HealthHandler,
@@ -48,10 +50,12 @@ from tegrastats_api.handlers import (
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.logbudget import BUDGETED_LOGGERS, LogBudget, install_log_budget
 from tegrastats_api.metrics import Exporter
+from tegrastats_api.mqtt import MqttBridge
 from tegrastats_api.openapi import encode_spec
 from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
 from tegrastats_api.plan import SourcePlan, plan_source
 from tegrastats_api.replay import ReplaySource
+from tegrastats_api.settings import Config
 from tegrastats_api.source import TegrastatsProcess
 from tegrastats_api.tokens import install_token_log_filter, log_request
 from tegrastats_api.websocket import SnapshotSocket
@@ -81,7 +85,12 @@ SYSTEM_STATIC = "/usr/share/tegrastats-api/static"
 
 
 class ListenError(OSError):
-    """The server cannot listen on ``host:port`` (port in use, no permission, bad address)."""
+    """The server cannot listen on ``host:port`` (port in use, no permission, bad address).
+
+    ``setting`` names the setting at fault: ``port`` when the port is in use or needs
+    privileges, else ``host`` (an address this machine does not have, a name that does not
+    resolve).
+    """
 
     def __init__(self, host: str, port: int, error: OSError) -> None:
         reason = error.strerror or str(error)
@@ -89,6 +98,7 @@ class ListenError(OSError):
         super().__init__(error.errno, "cannot listen on %s:%d: %s" % (shown, port, reason))
         self.host = host
         self.port = port
+        self.setting = "port" if error.errno in (errno.EADDRINUSE, errno.EACCES) else "host"
 
     def __str__(self) -> str:
         return str(self.strerror)
@@ -193,7 +203,7 @@ def make_source(plan: SourcePlan, hub: SnapshotHub, config: Config) -> Source:
 
 
 class Server:
-    """One running tegrastats-api: source, hub, REST, ``/ws`` and Socket.IO.
+    """One running tegrastats-api: source, hub, REST, ``/ws``, Socket.IO and MQTT.
 
     ``await start()`` and ``await stop()`` must run on the IOLoop the server serves on
     (any thread). ``plan`` overrides the source choice (tests, the library); ``sysroot`` is
@@ -209,6 +219,7 @@ class Server:
         self.limiter = ConnectionLimiter(config.max_connections)
         self.sio: Optional[socketio.AsyncServer] = None
         self.source: Optional[Source] = None
+        self.mqtt: Optional[MqttBridge] = None  # with --mqtt
         self.port: Optional[int] = None
         self._http: Optional[HTTPServer] = None
         self._hurried = False
@@ -223,6 +234,15 @@ class Server:
             host = "[%s]" % host
         return "http://%s:%s" % (host, self.port)
 
+    @property
+    def urls(self) -> List[str]:
+        """Every URL a user can open: :attr:`url` first, then, when listening on every
+        address, those of this machine's interfaces."""
+        if self.port is None:
+            raise RuntimeError("the server is not listening")
+        urls = open_urls(self.config.host, self.port)
+        return [self.url] + [u for u in urls if u != self.url]
+
     async def start(self) -> None:
         """Choose the source, listen, start the source; raises ListenError,
         TegrastatsNotFoundError and the source plan's errors (nothing left running)."""
@@ -231,14 +251,16 @@ class Server:
             tegrastats=config.tegrastats, interval_ms=config.interval_ms,
             simulate=config.simulate, replay=config.replay,
         )
-        if plan.warning:
-            log.warning("!!! %s", plan.warning)
         self.hub = hub = SnapshotHub(
             plan.kind, history_size=config.history_size, interval_s=config.update_interval, board=plan.board
         )
         self.sio = make_sio(hub, self.limiter, config)
         board = BoardReader.for_source(plan.kind, plan.board, self.sysroot)
+        # before listening: a missing paho-mqtt or a bad CA file leaves nothing running
+        self.mqtt = MqttBridge(config, hub, board) if config.mqtt is not None else None
         self._listen(make_app(hub, self.limiter, self.sio, config, board=board))
+        if plan.warning:  # once every setting has proved good: a failed start logs no warning
+            log.warning("!!! %s", plan.warning)
         self.source = make_source(plan, hub, config)
         started = False
         try:
@@ -248,10 +270,13 @@ class Server:
             if not started:  # e.g. tegrastats vanished since plan_source looked
                 self._http.stop()  # type: ignore[union-attr]
                 self._http = None
+        if self.mqtt is not None:
+            self.mqtt.start()
         source = plan.kind
         if plan.kind == "simulator":
             source += ": SIMULATED %s, not a real board's readings" % plan.board
-        log.info("%s; serving on %s (source: %s; listening on %s)", board.facts().describe(), self.url, source,
+        log.info("%s; serving on %s (source: %s; listening on %s)", board.facts().describe(), " and ".join(self.urls),
+                 source,
                  " and ".join(self.addresses))
 
     def _listen(self, app: Application) -> None:
@@ -287,6 +312,8 @@ class Server:
         if self.sio is not None:
             await snapshot_namespace(self.sio).disconnect_all()
         await _wait_for(lambda: self._hurried or self.limiter.count == 0, CLOSE_WAIT_S)
+        if self.mqtt is not None:
+            await self.mqtt.stop(hurried=self._hurried)  # publishes `offline`
         if self.source is not None:
             await self.source.stop()
         try:

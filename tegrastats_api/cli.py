@@ -1,6 +1,6 @@
 """The ``tegrastats-api`` command: ``run``, ``test``, ``monitor`` and ``config``.
 
-What it does: turns argv and the environment into a :class:`~tegrastats_api.config.Config`
+What it does: turns argv and the environment into a :class:`~tegrastats_api.settings.Config`
 (via :func:`tegrastats_api.config.load`), configures logging, dispatches to the
 command and maps every failure it can name to an exit status with one clear line.
 This is the only module that prints or configures logging.
@@ -17,13 +17,15 @@ from enum import IntEnum
 from typing import IO, Callable, Dict, List, Mapping, Optional
 
 from tegrastats_api import __version__
-from tegrastats_api.config import COMMAND_HELP, COMMANDS, ConfigError, Loaded, check_files, describe, load
+from tegrastats_api.commands import COMMAND_HELP, COMMANDS
+from tegrastats_api.config import Loaded, describe, load
+from tegrastats_api.settings import DEFAULT_TEGRASTATS, ConfigError, check_files
 
 log = logging.getLogger(__name__)
 
 
 class ExitStatus(IntEnum):
-    """Exit codes of every command (CONTRACT.md section 1)."""
+    """Exit codes of every command (docs/API.md section 6.2)."""
 
     OK = 0
     FAILURE = 1
@@ -102,24 +104,28 @@ def import_server_modules() -> None:
 
 
 def cmd_run(loaded: Loaded, console: Console) -> int:
+    config = loaded.config
+    check_files(config)  # every setting is checked before anything is logged or bound
     import_server_modules()
     from tegrastats_api.app import ListenError, run
     from tegrastats_api.source import TegrastatsNotFoundError
 
-    config = loaded.config
-    check_files(config)
     configure_logging("DEBUG" if config.debug else config.log_level, console.err)
     try:
         return int(run(config))
     except TegrastatsNotFoundError as err:
-        console.error("%s (install tegrastats, set --tegrastats PATH, or use --simulate)" % err)
+        named = loaded.label("tegrastats") + ": " if config.tegrastats != DEFAULT_TEGRASTATS else ""
+        console.error("%s%s (install tegrastats, set --tegrastats PATH, or use --simulate)" % (named, err))
         return ExitStatus.NO_TEGRASTATS
     except ListenError as err:
-        console.error("--port: %s" % err)
+        # A runtime failure, not a bad setting: a port in use may be free again soon, an
+        # address may not be up yet at boot (systemd restarts after 1, not after 2).
+        console.error("%s: %s" % (loaded.label(err.setting), err))
         return ExitStatus.FAILURE
 
 
 def cmd_config(loaded: Loaded, console: Console) -> int:
+    check_files(loaded.config)  # what `run` would refuse, `config` refuses too
     for line in describe(loaded):
         console.print(line)
     return ExitStatus.OK
@@ -172,9 +178,13 @@ def main(
         return ExitStatus.OK if args else ExitStatus.USAGE
     try:
         loaded = load(args, os.environ if environ is None else environ)
-        return int(DISPATCH[str(loaded.command)](loaded, console))
-    except ConfigError as err:
+    except ConfigError as err:  # already names each setting by where its value came from
         console.error(str(err))
         return ExitStatus.USAGE
     except SystemExit as exit_:  # argparse after --help
         return int(exit_.code or 0)
+    try:
+        return int(DISPATCH[str(loaded.command)](loaded, console))
+    except ConfigError as err:
+        console.error(loaded.explain(err))
+        return ExitStatus.USAGE

@@ -14,6 +14,10 @@ so that it can be deleted once they are no longer supported.
 - :func:`shutdown_sio`: python-socketio < 5.12 has no ``AsyncServer.shutdown()``.
 - :func:`enter_room`: python-socketio < 5.10's ``AsyncServer.enter_room`` is a plain function
   (5.10+: a coroutine).
+- :func:`mqtt_client` and :func:`mqtt_callbacks`: paho-mqtt 2.x wants a ``CallbackAPIVersion``
+  first and passes ``ReasonCode`` objects (VERSION2 callbacks); 1.x (Debian and Ubuntu ship
+  1.6.1) takes no version and passes ints, with other callback signatures. paho-mqtt is
+  optional (``tegrastats-api[mqtt]``): it is imported only when MQTT is on.
 
 Sending to one Socket.IO client uses ``room=sid``, which every 5.x release accepts
 (``to=`` came in 5.1), so it needs no bridge.
@@ -25,8 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from datetime import timedelta
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import socketio
 import tornado.util
@@ -101,3 +106,61 @@ async def enter_room(sio: Any, sid: str, room: str, namespace: str) -> None:
     entered = sio.enter_room(sid, room, namespace=namespace)
     if inspect.isawaitable(entered):
         await entered
+
+
+# --- paho-mqtt 1.x and 2.x -------------------------------------------------------------
+
+
+def mqtt_client(client_id: str) -> Any:
+    """A paho-mqtt ``Client`` (MQTT 3.1.1, clean session): VERSION2 callbacks on paho-mqtt 2.x,
+    the only API there is on 1.x. Raises ImportError without paho-mqtt."""
+    import paho.mqtt.client as mqtt
+
+    version = getattr(mqtt, "CallbackAPIVersion", None)  # paho-mqtt >= 2.0
+    if version is not None:
+        return mqtt.Client(version.VERSION2, client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311)
+    return mqtt.Client(client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311)
+
+
+def _v2_failure(reason: Any) -> Optional[str]:
+    """None for a VERSION2 reason code of success, else its text ("Not authorized")."""
+    failed = getattr(reason, "is_failure", None)
+    if failed is None:  # an int, as some 2.x paths pass for a lost connection
+        failed = reason != 0
+    return str(reason) if failed else None
+
+
+def mqtt_callbacks(
+    client: Any,
+    *,
+    connected: Callable[[Optional[str]], None],
+    disconnected: Callable[[Optional[str]], None],
+    connect_failed: Callable[[str], None],
+    message: Callable[[str, bytes, bool], None],
+) -> None:
+    """Install the same callbacks on paho-mqtt 1.x and 2.x, called in paho's thread:
+
+    - ``connected(refusal)``: the broker's CONNACK; refusal is None when accepted, else its
+      reason (``Not authorized``);
+    - ``disconnected(reason)``: the connection ended; None after our own ``disconnect()``;
+    - ``connect_failed(error)``: no connection at all (refused, unreachable, TLS handshake):
+      the exception's text, which both versions leave as the one being handled while they
+      call ``on_connect_fail`` (from inside their ``except OSError``);
+    - ``message(topic, payload, retain)``.
+    """
+    import paho.mqtt.client as mqtt
+
+    if hasattr(mqtt, "CallbackAPIVersion"):  # the client is mqtt_client()'s: VERSION2 on 2.x
+        client.on_connect = lambda _c, _u, _flags, reason, _props=None: connected(_v2_failure(reason))
+        client.on_disconnect = lambda _c, _u, _flags, reason, _props=None: disconnected(_v2_failure(reason))
+    else:
+        client.on_connect = lambda _c, _u, _flags, rc: connected(None if rc == 0 else mqtt.connack_string(rc))
+        client.on_disconnect = lambda _c, _u, rc: disconnected(None if rc == 0 else mqtt.error_string(rc))
+
+    def on_connect_fail(_client: Any, _userdata: Any) -> None:
+        error = sys.exc_info()[1]
+        connect_failed(str(error) if error is not None else "connection failed")
+
+    client.on_connect_fail = on_connect_fail
+    client.on_message = lambda _c, _u, msg: message(msg.topic, bytes(msg.payload), bool(msg.retain))
+

@@ -1,62 +1,73 @@
-"""Settings: the frozen :class:`Config`, and the one configargparse parser that fills it.
+"""The command line's settings loader: flags, ``TEGRASTATS_API_*`` variables and the config file.
 
-What it does: declares every setting of CONTRACT.md section 1 once (:data:`SETTINGS`),
-reads them with precedence flag > environment variable > config file > default, with
-flags accepted on both sides of the subcommand, validates them with one clear message
-per bad value (:class:`ConfigError`), and records where each value came from.
+What it does: declares every setting of docs/API.md section 6.1 once (:data:`SETTINGS`), reads
+them with one configargparse parser with precedence flag > environment variable > config
+file > default, with flags accepted on both sides of the subcommand, records where each
+value came from, and turns them into a :class:`~tegrastats_api.settings.Config`. A bad
+value is one :class:`~tegrastats_api.settings.ConfigError` naming the setting the way the
+user gave it: the flag, the environment variable, or the key in the config file.
 
-What it does not: print, configure logging or start anything (that is ``cli``), and it
-never passes the argparse namespace on: callers get a :class:`Config`.
+What it does not: hold or validate the settings' values (that is
+:mod:`tegrastats_api.settings`, which the server imports without this module), print,
+configure logging or start anything (that is ``cli``). It never passes the argparse
+namespace on: callers get a :class:`Loaded`.
 
 Why the subcommand is taken out of argv before parsing: configargparse with subparsers
 has a history of env/config values landing after the subcommand (bw2/ConfigArgParse#57,
 #350), and 1.5 and 1.9 differ. Parsing one flat argument list with one parser avoids
-all of it, on every version.
+all of it, on every version. Values are parsed as text and converted here, not by
+argparse, so that a bad one can be named by where it came from.
 """
 from __future__ import annotations
 
 import argparse
 import io
-import ipaddress
 import os
-import re
-import stat
-from dataclasses import dataclass, fields
 from typing import IO, Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import configargparse
 
-DEFAULT_HOST = "0.0.0.0"
-DEFAULT_PORT = 58090
-DEFAULT_BOARD = "agx-orin"
+from tegrastats_api.commands import COMMAND_EXAMPLES, COMMAND_HELP, COMMANDS, split_command, unknown_arguments
+from tegrastats_api.files import CONFIG_FILE_LIMIT, REPLAY_FILE_LIMIT, os_reason, read_text_file
+from tegrastats_api.settings import (
+    DEFAULT_BOARD,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    LOG_LEVELS,
+    MAX_UPDATE_INTERVAL_S,
+    MIN_UPDATE_INTERVAL_S,
+    Config,
+    ConfigError,
+    check_files,
+    flag_of,
+    host_valid,
+)
+
+# Names other modules and user code imported from here before settings.py existed.
+__all__ = [
+    "CONFIG_FILE_LIMIT", "COMMANDS", "Config", "ConfigError", "DEFAULT_BOARD", "DEFAULT_HOST", "DEFAULT_PORT",
+    "LOG_LEVELS", "Loaded", "MAX_UPDATE_INTERVAL_S", "MIN_UPDATE_INTERVAL_S", "REPLAY_FILE_LIMIT", "SETTINGS",
+    "build_parser", "check_files", "describe", "host_valid", "load", "read_text_file", "COMMAND_HELP",
+]
+
 DEFAULT_CONFIG_FILE = "/etc/tegrastats-api/tegrastats-api.conf"
-CONFIG_FILE_LIMIT = 1024 * 1024  # bytes: a settings file holds a few hundred
-REPLAY_FILE_LIMIT = 64 * 1024 * 1024  # bytes: two days of tegrastats lines at 1 s
 ENV_PREFIX = "TEGRASTATS_API_"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-COMMANDS = ("run", "test", "monitor", "config")
-_SIMULATE_DEFAULT = ("", "1", "true", "yes", "on")
-_SIMULATE_OFF = ("0", "false", "no", "off", "none")
-# --update-interval bounds, in seconds. tegrastats computes CPU loads from /proc/stat, which
-# counts in USER_HZ ticks (100 a second): below 10 ms a sample cannot measure a load at all.
-MIN_UPDATE_INTERVAL_S = 0.01
-MAX_UPDATE_INTERVAL_S = 3600.0
-
-
-class ConfigError(ValueError):
-    """A bad setting; ``str()`` is one line naming the setting and what is wrong."""
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0", "")
 
 
 class Setting(NamedTuple):
-    """One row of the settings table: the flag is ``--name-with-dashes``."""
+    """One row of the settings table: the flag is ``--name-with-dashes``. ``client_help``
+    describes it for ``test`` and ``monitor``, which talk to a server (None: the same)."""
 
     name: str
     metavar: Optional[str]
     help: str
+    client_help: Optional[str] = None
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return flag_of(self.name)
 
     @property
     def env(self) -> str:
@@ -64,218 +75,42 @@ class Setting(NamedTuple):
 
 
 SETTINGS = (
-    Setting("host", "H", "address to listen on (`0.0.0.0` = every interface)"),
-    Setting("port", "P", "TCP port (0 picks a free one)"),
-    Setting("debug", None, "DEBUG logging (never Tornado's autoreload)"),
+    Setting("host", "H", "address to listen on (`0.0.0.0` = every interface)",
+            "the server's address (`0.0.0.0` or `::`, a server's wildcard, means this machine)"),
+    Setting("port", "P", "TCP port (0 picks a free one)", "the server's TCP port"),
+    Setting("debug", "BOOL", "DEBUG logging (never Tornado's autoreload)"),
     Setting("log_level", "LEVEL", "log level: " + ", ".join(LOG_LEVELS)),
     Setting("max_connections", "N", "push clients allowed at once (Socket.IO and /ws together)"),
-    Setting("update_interval", "S", "seconds between samples, passed to tegrastats as --interval ms"),
+    Setting("update_interval", "S", "seconds between samples, passed to tegrastats as --interval ms",
+            "the server's seconds between samples: the push checks wait 3 of them (at least 5 s)"),
     Setting("tegrastats", "PATH", "the tegrastats executable (name on PATH or a path)"),
     Setting("simulate", "BOARD", "replay recorded lines of BOARD instead of running tegrastats"),
     Setting("replay", "FILE", "replay the lines of FILE in a loop at the interval"),
     Setting("cors_origins", "ORIGINS", "comma-separated allowed origins, `*` for any"),
-    Setting("auth_token", "TOKEN", "require `Authorization: Bearer TOKEN` or `?token=TOKEN`"),
+    Setting("auth_token", "TOKEN", "require `Authorization: Bearer TOKEN` or `?token=TOKEN`",
+            "the server's token, sent as `Authorization: Bearer TOKEN`"),
     Setting("history_size", "N", "samples kept for /api/history"),
+    # MQTT (tegrastats_api.mqtt): checked by settings._check_mqtt
+    Setting("mqtt", "URL", "publish to an MQTT broker: mqtt://[user:password@]host[:port] or mqtts://... (off)"),
+    Setting("mqtt_ca", "FILE", "CA certificates (PEM) to verify an mqtts:// broker (default: the system's)"),
+    Setting("mqtt_prefix", "TOPIC", "topic prefix of the state and availability messages (tegrastats/<hostname>)"),
+    Setting("mqtt_interval", "S", "seconds between state messages, at least the sample interval"),
+    Setting("mqtt_discovery_prefix", "TOPIC", "Home Assistant discovery prefix; `none` turns discovery off"),
     Setting("config", "FILE", "config file of `key = value` lines (default %s if present)" % DEFAULT_CONFIG_FILE),
 )
 SETTING_BY_NAME = {s.name: s for s in SETTINGS}
-
-
-def _parse_origins(value: Any) -> Tuple[str, ...]:
-    if isinstance(value, str):
-        value = value.split(",")
-    origins = tuple(o.strip().rstrip("/") for o in value if o.strip())
-    return origins or ("*",)
-
-
-def _parse_simulate(value: Optional[str]) -> Optional[str]:
-    if value is None:
-        return None
-    text = str(value).strip().lower()
-    if text in _SIMULATE_DEFAULT:
-        return DEFAULT_BOARD
-    if text in _SIMULATE_OFF:
-        return None
-    return text
-
-
-@dataclass(frozen=True)
-class Config:
-    """Every setting of the server, with the contract's defaults.
-
-    Keyword names are the long flags with ``_`` for ``-``. ``update_interval`` is in
-    seconds; ``simulate`` a board name (``"1"``/``"true"`` mean ``agx-orin``) or None;
-    ``cors_origins`` a tuple (a comma-separated string is accepted). Raises
-    :class:`ConfigError` for a bad value.
-    """
-
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    debug: bool = False
-    log_level: str = "INFO"
-    max_connections: int = 10
-    update_interval: float = 1.0
-    tegrastats: str = "tegrastats"
-    simulate: Optional[str] = None
-    replay: Optional[str] = None
-    cors_origins: Tuple[str, ...] = ("*",)
-    auth_token: Optional[str] = None
-    history_size: int = 300
-    config: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "cors_origins", _parse_origins(self.cors_origins))
-        set_(self, "simulate", _parse_simulate(self.simulate))
-        set_(self, "log_level", str(self.log_level).upper())
-        set_(self, "auth_token", self.auth_token or None)
-        set_(self, "replay", self.replay or None)
-        _validate(self)
-
-    @property
-    def interval_ms(self) -> int:
-        """The sample interval in whole milliseconds, as tegrastats' ``--interval`` takes it."""
-        return max(1, int(round(self.update_interval * 1000)))
-
-    @classmethod
-    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Config:
-        """A Config from the ``TEGRASTATS_API_*`` variables (and the config file they name)."""
-        loaded = load(["run"], os.environ if environ is None else environ)
-        values = {f.name: getattr(loaded.config, f.name) for f in fields(cls)}
-        values.update(overrides)
-        return cls(**values)
-
-
-def _validate(config: Config) -> None:
-    if not isinstance(config.port, int) or not 0 <= config.port <= 65535:
-        raise ConfigError("--port: %r is not a TCP port (0-65535)" % (config.port,))
-    if not MIN_UPDATE_INTERVAL_S <= config.update_interval <= MAX_UPDATE_INTERVAL_S:
-        raise ConfigError("--update-interval: %r must be between %g and %g seconds (below 10 ms tegrastats cannot "
-                          "measure CPU load: /proc/stat counts in 10 ms ticks)"
-                          % (config.update_interval, MIN_UPDATE_INTERVAL_S, MAX_UPDATE_INTERVAL_S))
-    if config.log_level not in LOG_LEVELS:
-        raise ConfigError("--log-level: %r is not one of %s" % (config.log_level, ", ".join(LOG_LEVELS)))
-    if config.max_connections < 1:
-        raise ConfigError("--max-connections: %r must be at least 1" % (config.max_connections,))
-    if config.history_size < 1:
-        raise ConfigError("--history-size: %r must be at least 1" % (config.history_size,))
-    if not config.host:
-        raise ConfigError("--host: must not be empty")
-    if not host_valid(config.host):
-        raise ConfigError("--host: %r is not an IP address or host name" % (config.host,))
-    if config.simulate is not None and config.replay is not None:
-        raise ConfigError("--simulate and --replay: choose one source")
-    if config.auth_token is not None:
-        try:
-            str(config.auth_token).encode("utf-8")
-        except UnicodeEncodeError:  # bytes that are not UTF-8 in argv or the environment
-            raise ConfigError("--auth-token: not UTF-8 text (clients send the token as UTF-8)") from None
-
-
-def check_files(config: Config) -> None:
-    """The checks that read the disk: the replay file and the simulated board exist."""
-    from tegrastats_api.plan import UnknownBoardError, load_board, load_replay
-
-    if config.replay is not None:
-        try:
-            load_replay(config.replay)
-        except (OSError, ValueError) as err:
-            raise ConfigError("--replay: cannot use %s: %s" % (config.replay, _reason(err))) from None
-    if config.simulate is not None:
-        try:
-            load_board(config.simulate)
-        except UnknownBoardError as err:
-            raise ConfigError("--simulate: %s" % err) from None
-
-
-def _reason(err: BaseException) -> str:
-    return err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-
-
-# --- files named by the user -----------------------------------------------------------
-
-
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
-def _size_text(size: int) -> str:
-    return "%d MiB" % (size >> 20) if size and size % (1 << 20) == 0 else "%d bytes" % size
-
-
-_HOST_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
-
-
-def host_valid(host: str) -> bool:
-    """True for an IPv4/IPv6 address or a host name of RFC 1123 labels (``999.1.1.1``,
-    ``bad..host`` and non-ASCII names are not: they would fail only when the server binds)."""
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 scope (fe80::1%eth0) is allowed
-        return True
-    except ValueError:
-        pass
-    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
-    if len(host) > 253 or labels[-1].isdigit():  # all-digit last label: a mistyped IPv4 address
-        return False
-    return all(_HOST_LABEL_RE.match(label) for label in labels)
-
-
-def _check_regular(mode: int, size: int, limit: int) -> None:
-    if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
-        raise ValueError("%s, not a regular file" % kind)
-    if size > limit:
-        raise ValueError("%s, more than the limit of %s" % (_size_text(size), _size_text(limit)))
-
-
-def _is_devnull(st: os.stat_result) -> bool:
-    if not stat.S_ISCHR(st.st_mode):
-        return False
-    try:
-        return st.st_rdev == os.stat(os.devnull).st_rdev
-    except OSError:
-        return False
-
-
-def read_text_file(path: str, limit: int) -> str:
-    """The UTF-8 text of the regular file ``path``, of at most ``limit`` bytes (``/dev/null``:
-    empty).
-
-    Never blocks and never reads more than ``limit`` bytes and one: a directory, FIFO,
-    device or socket is refused before it is opened (and again, by its descriptor, after a
-    non-blocking open), a bigger file by its size, one that grows meanwhile as it is read.
-    Raises OSError when it cannot be opened or read, and ValueError (one line: what is
-    wrong) when it is not a regular file, too big or not UTF-8.
-    """
-    st = os.stat(path)
-    if _is_devnull(st):  # ``--config /dev/null``: no config file (not even the default)
-        return ""
-    _check_regular(st.st_mode, st.st_size, limit)
-    fd = os.open(path, _OPEN_FLAGS)
-    try:
-        st = os.fstat(fd)
-        _check_regular(st.st_mode, st.st_size, limit)
-        chunks: List[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    if size > limit:
-        raise ValueError("more than the limit of %s" % _size_text(limit))
-    data = b"".join(chunks)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ValueError("not UTF-8 text (byte 0x%02x at offset %d)" % (data[err.start], err.start)) from None
-
-
-# --- the command line -------------------------------------------------------------
+_ALL = tuple(s.name for s in SETTINGS)
+# What each command uses; the others are accepted (one config file serves every command)
+# and checked, but not listed in its --help.
+COMMAND_SETTINGS = {
+    "run": _ALL,
+    "config": _ALL,
+    "test": ("host", "port", "auth_token", "update_interval", "config"),
+    "monitor": ("host", "port", "auth_token", "config"),
+}
+_NUMBERS = {"port": int, "max_connections": int, "history_size": int, "update_interval": float,
+            "mqtt_interval": float}
+_OPTIONAL_VALUE = ("--debug", "--simulate")  # flags whose value may be left out
 
 
 class _Parser(configargparse.ArgumentParser):
@@ -293,55 +128,44 @@ class _KeyNormalisingConfigFile(configargparse.DefaultConfigFileParser):
         return type(items)((k.strip().lower().replace("_", "-"), v) for k, v in items.items())
 
 
-def _add_settings(parser: argparse.ArgumentParser) -> None:
-    d = Config.__dataclass_fields__  # the defaults live in one place: Config
+def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
+    defaults = Config.__dataclass_fields__  # the defaults live in one place: Config
+    client = command in ("test", "monitor")
     for s in SETTINGS:
-        kw: Dict[str, Any] = {"help": s.help, "env_var": s.env, "dest": s.name}
-        if s.name == "debug":
-            parser.add_argument(s.flag, action="store_true", default=False, **kw)
-            continue
-        kw["metavar"] = s.metavar
-        if s.name == "simulate":
+        text = (s.client_help if client and s.client_help else s.help) + "  [env var: %s]" % s.env
+        kw: Dict[str, Any] = {"env_var": s.env, "dest": s.name, "metavar": s.metavar,
+                              "help": text if s.name in COMMAND_SETTINGS[command] else argparse.SUPPRESS}
+        if s.name == "debug":  # `--debug`, `--debug=false`; the env var and file give a value
+            kw.update(nargs="?", const="true")
+        elif s.name == "simulate":
             kw.update(nargs="?", const=DEFAULT_BOARD)
-        elif s.name in ("port", "max_connections", "history_size"):
-            kw["type"] = int
-        elif s.name == "update_interval":
-            kw["type"] = float
-        default = d[s.name].default if s.name in d else None
+        default = defaults[s.name].default if s.name in defaults else None
         parser.add_argument(s.flag, default=default, **kw)
-
-
-COMMAND_HELP = {
-    "run": "serve until SIGINT/SIGTERM",
-    "test": "probe every endpoint of a running server, print a table",
-    "monitor": "live terminal view of the pushes (JSON lines when not a terminal)",
-    "config": "print every effective setting and where it came from",
-}
-COMMAND_EXAMPLES = {
-    "run": ["tegrastats-api run", "tegrastats-api run --port 8080 --simulate orin-nano",
-            "TEGRASTATS_API_PORT=8080 tegrastats-api run"],
-    "test": ["tegrastats-api test", "tegrastats-api test --host 192.168.1.20 --port 58090 --auth-token T"],
-    "monitor": ["tegrastats-api monitor", "tegrastats-api monitor --duration 10 > samples.jsonl"],
-    "config": ["tegrastats-api config", "tegrastats-api --config ./my.conf config"],
-}
 
 
 def build_parser(command: str, config_files: Sequence[str] = ()) -> configargparse.ArgumentParser:
     """The parser of one subcommand: every setting, plus that command's own options."""
     examples = "\n".join("  " + e for e in COMMAND_EXAMPLES[command])
+    description = COMMAND_HELP[command] + ".\n\nSettings: flag > env var > config file > default."
+    if command in ("test", "monitor"):
+        description += ("\nThe server's other settings are accepted (one config file serves every\n"
+                        "command) and not listed: %s uses only these." % command)
     parser = _Parser(
         prog="tegrastats-api %s" % command,
-        description=COMMAND_HELP[command] + ". Settings: flag > env var > config file > default.",
+        description=description,
         epilog="examples:\n" + examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         default_config_files=list(config_files),
         config_file_parser_class=_KeyNormalisingConfigFile,
         args_for_setting_config_path=[],
         ignore_unknown_config_file_keys=False,
+        add_config_file_help=False,  # its precedence sentence leaves out the config file
+        add_env_var_help=False,  # _add_settings says which variable sets each one
+        allow_abbrev=False,  # `--po 80` is a typo, not --port
     )
-    _add_settings(parser)
+    _add_settings(parser, command)
     if command == "monitor":
-        parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+        parser.add_argument("--duration", metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     return parser
 
 
@@ -353,20 +177,22 @@ class Loaded(NamedTuple):
     sources: Dict[str, str]
     options: Dict[str, Any]
 
+    def label(self, name: str) -> str:
+        """How to name setting ``name`` in a message: by where its value came from."""
+        return _label(self.sources, name)
 
-def split_command(argv: Sequence[str]) -> Tuple[Optional[str], List[str]]:
-    """Take the subcommand out of ``argv``, wherever it stands among the flags."""
-    valued = {s.flag for s in SETTINGS if s.name not in ("debug", "simulate")} | {"--duration"}
-    rest = list(argv)
-    i = 0
-    while i < len(rest):
-        token = rest[i]
-        if token in COMMANDS:
-            return token, rest[:i] + rest[i + 1:]
-        if token in valued:
-            i += 1  # skip the flag's value
-        i += 1
-    return None, rest
+    def explain(self, err: ConfigError) -> str:
+        """``str(err)`` with each setting named by where its value came from."""
+        return str(err.naming(self.label))
+
+
+def _label(sources: Mapping[str, str], name: str) -> str:
+    source = sources.get(name, "default")
+    if source.startswith("env "):
+        return source[len("env "):]
+    if source.startswith("file "):
+        return "%s in config file %s" % (name, source[len("file "):])
+    return flag_of(name)
 
 
 def _flag_value(argv: Sequence[str], flag: str) -> Optional[str]:
@@ -381,9 +207,10 @@ def _flag_value(argv: Sequence[str], flag: str) -> Optional[str]:
 def _config_file(argv: Sequence[str], environ: Mapping[str, str]) -> Tuple[Optional[str], str, str]:
     """The config file to read, where its name came from and its text (read once, here:
     a regular file of at most CONFIG_FILE_LIMIT bytes); raises ConfigError if it can't be read."""
+    env = SETTING_BY_NAME["config"].env
     path, source = _flag_value(argv, "--config"), "flag"
-    if path is None and environ.get(SETTING_BY_NAME["config"].env):
-        path, source = environ[SETTING_BY_NAME["config"].env], "env " + SETTING_BY_NAME["config"].env
+    if path is None and environ.get(env):
+        path, source = environ[env], "env " + env
     if path is None:
         if not os.path.exists(DEFAULT_CONFIG_FILE):
             return None, "default", ""
@@ -391,19 +218,26 @@ def _config_file(argv: Sequence[str], environ: Mapping[str, str]) -> Tuple[Optio
     try:
         text = read_text_file(path, CONFIG_FILE_LIMIT)
     except (OSError, ValueError) as err:
-        raise ConfigError("--config: cannot read %s: %s" % (path, _reason(err))) from None
+        problem = "cannot read %s: %s" % (path, os_reason(err))
+        raise ConfigError(problem, "config", label=lambda name: _label({"config": source}, name)) from None
     return path, source, text
 
 
-def _file_keys(path: str, text: str) -> Dict[str, Any]:
+def _file_keys(path: str, text: str, source: str) -> Dict[str, Any]:
+    def in_file(name: str) -> str:
+        return _label({name: "file " + path}, name)
+
     try:
         items = _KeyNormalisingConfigFile().parse(io.StringIO(text))
     except configargparse.ConfigFileParserException as err:
-        raise ConfigError("--config: %s: %s" % (path, err)) from None
+        raise ConfigError("%s: %s" % (path, err), "config", label=lambda n: _label({n: source}, n)) from None
     known = {s.name.replace("_", "-") for s in SETTINGS if s.name != "config"}
-    for key in items:
+    for key, value in items.items():
         if key not in known:
-            raise ConfigError("--config: %s: unknown setting %r (known: %s)" % (path, key, ", ".join(sorted(known))))
+            raise ConfigError("%s: unknown setting %r (known: %s)" % (path, key, ", ".join(sorted(known))), "config",
+                              label=lambda n: _label({n: source}, n))
+        if isinstance(value, list):
+            raise ConfigError("%r is a list; it takes one value" % (value,), key.replace("-", "_"), label=in_file)
     return items
 
 
@@ -424,31 +258,60 @@ def _sources(argv: Sequence[str], environ: Mapping[str, str], path: Optional[str
     return out
 
 
+def _convert(values: Dict[str, Any]) -> None:
+    """Numbers and booleans from their text, in place; raises ConfigError naming the setting."""
+    for name, kind in _NUMBERS.items():
+        if isinstance(values[name], str):
+            try:
+                values[name] = kind(values[name].strip())
+            except ValueError:
+                what = "a whole number" if kind is int else "a number"
+                raise ConfigError("%r is not %s" % (values[name], what), name) from None
+    debug = values["debug"]
+    if isinstance(debug, str):
+        if debug.strip().lower() not in _TRUE + _FALSE:
+            raise ConfigError("%r is not true or false" % (debug,), "debug")
+        values["debug"] = debug.strip().lower() in _TRUE
+
+
+def _duration(text: Optional[str]) -> Optional[float]:
+    if text is None:
+        return None
+    try:
+        duration = float(text)
+    except ValueError:
+        raise ConfigError("%r is not a number of seconds" % (text,), "duration") from None
+    if not duration > 0:
+        raise ConfigError("%r must be above 0 seconds" % (duration,), "duration")
+    return duration
+
+
 def load(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
     """Parse ``argv`` (without the program name) and ``environ`` into a :class:`Loaded`.
 
-    Raises :class:`ConfigError` (one line) for a bad setting or usage; ``--help`` raises
-    SystemExit(0) after argparse printed the help.
+    Raises :class:`ConfigError` (one line, naming the flag, variable or file key at fault)
+    for a bad setting or usage; ``--help`` raises SystemExit(0) after argparse printed the help.
     """
-    command, rest = split_command(argv)
-    if command is None:
-        raise ConfigError("no command given: choose one of %s" % ", ".join(COMMANDS))
+    valued = [s.flag for s in SETTINGS if s.flag not in _OPTIONAL_VALUE] + ["--duration"]
+    command, rest = split_command(argv, valued, _OPTIONAL_VALUE)
     path, path_source, text = _config_file(rest, environ)
-    file_keys = _file_keys(path, text) if path else {}
+    file_keys = _file_keys(path, text, path_source) if path else {}
+    sources = _sources(rest, environ, path, path_source, file_keys)
     parser = build_parser(command, [path] if path else [])
     # the text read above, so that configargparse never opens the file (a second read of
     # a FIFO or a file grown meanwhile) and checks what _file_keys checked
-    namespace = parser.parse_args(rest, env_vars=dict(environ), config_file_contents=text)
-    values = vars(namespace)
-    options = {"duration": values.pop("duration", None)}
-    values["config"] = path
     try:
+        namespace, extras = parser.parse_known_args(rest, env_vars=dict(environ), config_file_contents=text)
+        if extras:
+            raise unknown_arguments(extras, [s.flag for s in SETTINGS] + ["--duration", "--help"])
+        values = vars(namespace)
+        options = {"duration": _duration(values.pop("duration", None))}
+        values["config"] = path
+        _convert(values)
         config = Config(**values)
-    except TypeError as err:  # pragma: no cover - SETTINGS and Config disagree
-        raise ConfigError(str(err)) from None
-    if options["duration"] is not None and options["duration"] <= 0:
-        raise ConfigError("--duration: %r must be above 0 seconds" % (options["duration"],))
-    return Loaded(command, config, _sources(rest, environ, path, path_source, file_keys), options)
+    except ConfigError as err:
+        raise err.naming(lambda name: _label(sources, name)) from None
+    return Loaded(command, config, sources, options)
 
 
 def describe(loaded: Loaded) -> List[str]:

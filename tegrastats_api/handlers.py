@@ -28,7 +28,7 @@ from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from tegrastats_api import __version__
 from tegrastats_api.board import BoardReader
-from tegrastats_api.config import Config
+from tegrastats_api.settings import Config
 from tegrastats_api.fields import FieldsError, Path, parse_fields
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.metrics import Exporter
@@ -152,16 +152,20 @@ class BaseAPIHandler(JSONErrorMixin, RequestHandler):
         self.finish(payload)
 
 
-class HealthHandler(BaseAPIHandler):
-    """``/api/health``: 200 when healthy, else 503 with the same body; never needs a token."""
-
-    requires_auth = False
+class BoardAwareHandler(BaseAPIHandler):
+    """A handler that also knows the board's facts (:class:`tegrastats_api.board.BoardReader`)."""
 
     def initialize(  # type: ignore[override]
         self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter, board: BoardReader
     ) -> None:
         super().initialize(hub, config, limiter)
         self.board = board
+
+
+class HealthHandler(BoardAwareHandler):
+    """``/api/health``: 200 when healthy, else 503 with the same body; never needs a token."""
+
+    requires_auth = False
 
     def get(self, *args: Any) -> None:
         body = self.health()
@@ -189,15 +193,9 @@ class HealthHandler(BaseAPIHandler):
         }
 
 
-class BoardHandler(BaseAPIHandler):
+class BoardHandler(BoardAwareHandler):
     """``/api/board``: model, L4T, JetPack, power mode, fans, hostname, kernel and uptime
     (:mod:`tegrastats_api.board`); 200 from the start (board facts do not wait for a sample)."""
-
-    def initialize(  # type: ignore[override]
-        self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter, board: BoardReader
-    ) -> None:
-        super().initialize(hub, config, limiter)
-        self.board = board
 
     def get(self, *args: Any) -> None:
         document = self.board.facts().to_dict(format_timestamp(self.hub.clock()))

@@ -88,7 +88,7 @@ V = TypeVar("V")
 try:  # an optional speed-up: used where installed, for the very same bytes (encode_document)
     import orjson as _orjson
 except ImportError:
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]
 
 _stdlib_encode = json.JSONEncoder(separators=(",", ":")).encode
 # What orjson writes unlike json.dumps: exponents (1e-5 for 1e-05, 1e16 for 1e+16), found by

@@ -5,7 +5,8 @@ warns of each 4xx, python-engineio logs an ERROR with a traceback for each malfo
 packet, Tornado's ``tornado.general`` for each malformed HTTP request. A client sending
 thousands a second would fill the board's journal (and spend its CPU on formatting
 tracebacks). :class:`LogBudget` lets through at most :data:`BURST` records per logger and
-level every :data:`WINDOW_S` seconds, the first :data:`TRACEBACKS` of them with their
+level (WARNING and above: what the default log level shows; DEBUG and INFO lines are what a
+lower ``--log-level`` asked for) every :data:`WINDOW_S` seconds, the first :data:`TRACEBACKS` of them with their
 traceback and the others with the exception's one-line summary; it says once when a
 logger's budget runs out, and how many records it dropped when the next window opens (with
 that logger's next record).
@@ -24,6 +25,7 @@ from typing import Callable, Dict, List, Tuple
 BURST = 20
 WINDOW_S = 10.0
 TRACEBACKS = 2  # of the BURST records of a window, how many keep their traceback
+LEVEL = logging.WARNING  # records below it pass: DEBUG and INFO lines are what --debug/--log-level asked for
 
 # The loggers a client's request can reach: Tornado's, the Socket.IO libraries', and ours that
 # log per client (refusals, sessions gone). Not the source's or the hub's.
@@ -37,15 +39,17 @@ class LogBudget(logging.Filter):
     """At most ``burst`` records per (logger, level) every ``window_s`` seconds of ``clock``."""
 
     def __init__(self, burst: int = BURST, window_s: float = WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic, tracebacks: int = TRACEBACKS) -> None:
+                 clock: Callable[[], float] = time.monotonic, tracebacks: int = TRACEBACKS,
+                 level: int = LEVEL) -> None:
         super().__init__()
         self.burst, self.window_s, self._clock, self.tracebacks = burst, window_s, clock, tracebacks
+        self.level = level
         # (logger name, level) -> [window start, records let through, records dropped]
         self._windows: Dict[Tuple[str, int], List[float]] = {}
         self._reporting = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._reporting:  # our own notice, logged from inside this filter
+        if self._reporting or record.levelno < self.level:  # our own notice; what the log level asked for
             return True
         key = (record.name, record.levelno)
         now = self._clock()
@@ -86,8 +90,10 @@ def _without_traceback(record: logging.LogRecord) -> None:
 
 
 def install_log_budget(loggers: Tuple[str, ...], budget: LogBudget) -> None:
-    """Put ``budget`` first on each of ``loggers`` (idempotent: a budget already there stays)."""
+    """Put ``budget`` first on each of ``loggers``, in place of a budget installed before (each
+    application starts with a full budget; a process serves one, tests many)."""
     for name in loggers:
         logger = logging.getLogger(name)
-        if not any(isinstance(existing, LogBudget) for existing in logger.filters):
-            logger.filters.insert(0, budget)
+        for existing in [f for f in logger.filters if isinstance(f, LogBudget)]:
+            logger.removeFilter(existing)
+        logger.filters.insert(0, budget)

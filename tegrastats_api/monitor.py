@@ -58,7 +58,6 @@ class JsonLines:
         self.last = ""
         self.lost = False
         self.link: Optional[Link] = None
-        self.facts: Optional[Facts] = None
 
     def frame(self, message: str) -> None:
         message = message.strip()
@@ -102,6 +101,7 @@ class Screens:
         self.hint = hint
         self.samples = Samples()
         self.link: Optional[Link] = None
+        self.facts: Optional[Facts] = None
         self.ascii = not _encodes(getattr(out, "encoding", None) or "ascii")
 
     def frame(self, message: str) -> None:

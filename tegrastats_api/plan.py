@@ -2,7 +2,8 @@
 
 What it does: :func:`plan_source` applies docs/API.md section 6.3 (``--replay`` or
 ``--simulate`` if given; else ``tegrastats`` if found; else, off a Jetson, the simulator
-with a loud warning; on a Jetson without tegrastats, :class:`TegrastatsNotFoundError`)
+with a loud warning, unless ``--tegrastats`` named one; on a Jetson without tegrastats,
+:class:`TegrastatsNotFoundError`)
 and returns a :class:`SourcePlan`. :func:`load_board` and :func:`load_replay` read the
 simulator's boards (``data/boards/*.txt``, real lines with their citations, from which
 :mod:`tegrastats_api.simulator` makes new lines) and replay files (sent verbatim).
@@ -17,11 +18,13 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from tegrastats_api.config import REPLAY_FILE_LIMIT, read_text_file
+from tegrastats_api.files import REPLAY_FILE_LIMIT, read_text_file
+from tegrastats_api.settings import DEFAULT_TEGRASTATS, ConfigError
 from tegrastats_api.source import TegrastatsNotFoundError, find_executable
 
 DEFAULT_BOARD = "agx-orin"
 NV_TEGRA_RELEASE = "/etc/nv_tegra_release"
+SYSROOT_ENV = "TEGRASTATS_API_SYSROOT"
 BOARDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "boards")
 SIMULATE_DEFAULT = ("", "1", "true", "yes", "on")
 SIMULATE_OFF = ("0", "false", "no", "off")
@@ -37,8 +40,12 @@ class UnknownBoardError(ValueError):
         self.available = list(available)
 
 
-def is_jetson(release_file: str = NV_TEGRA_RELEASE) -> bool:
-    """True on an NVIDIA Jetson (L4T writes ``/etc/nv_tegra_release``)."""
+def is_jetson(release_file: str | None = None) -> bool:
+    """True on an NVIDIA Jetson (L4T writes ``/etc/nv_tegra_release``; looked for under
+    ``$TEGRASTATS_API_SYSROOT``, default ``/``, as every board file is)."""
+    if release_file is None:
+        root = os.environ.get(SYSROOT_ENV) or "/"
+        release_file = os.path.join(root, NV_TEGRA_RELEASE.lstrip("/"))
     return os.path.exists(release_file)
 
 
@@ -78,6 +85,40 @@ def load_replay(path: str) -> list[str]:
     return lines
 
 
+def _missing_text(tegrastats: str) -> str:
+    if os.sep not in tegrastats:
+        what = "%r is not on PATH" % tegrastats
+    elif not os.path.exists(tegrastats):
+        what = "%s does not exist" % tegrastats
+    elif os.path.isdir(tegrastats):
+        what = "%s is a directory" % tegrastats
+    else:
+        what = "%s is not executable" % tegrastats
+    return what + " (a tegrastats named explicitly is never replaced by simulated data: use --simulate for that)"
+
+
+def find_tegrastats(
+    tegrastats: str = DEFAULT_TEGRASTATS,
+    which: Callable[[str], str | None] = shutil.which,
+    is_jetson: Callable[[], bool] = is_jetson,
+) -> str | None:
+    """The path of the tegrastats to run, or None: not found, not a Jetson, and not named
+    explicitly (``--tegrastats`` left at its default), so the simulator stands in.
+
+    Raises :class:`TegrastatsNotFoundError` on a Jetson without it, and
+    :class:`~tegrastats_api.settings.ConfigError` (naming ``--tegrastats``) for one named
+    explicitly that is missing elsewhere: a typo must not turn into simulated data.
+    """
+    path = find_executable(tegrastats, which)
+    if path is not None:
+        return path
+    if is_jetson():
+        raise TegrastatsNotFoundError(tegrastats)
+    if tegrastats != DEFAULT_TEGRASTATS:
+        raise ConfigError(_missing_text(tegrastats), "tegrastats")
+    return None
+
+
 @dataclass(frozen=True)
 class SourcePlan:
     """Which source to run: ``kind`` is ``tegrastats``, ``simulator`` or ``replay``.
@@ -104,7 +145,7 @@ def _simulated_board(simulate: str | None) -> str | None:
 
 def plan_source(
     *,
-    tegrastats: str = "tegrastats",
+    tegrastats: str = DEFAULT_TEGRASTATS,
     interval_ms: int = 1000,
     simulate: str | None = None,
     replay: str | None = None,
@@ -114,9 +155,8 @@ def plan_source(
     """Choose the source by docs/API.md section 6.3; reads board or replay files only.
 
     ``--replay`` wins over ``--simulate`` (with a warning); then a found tegrastats; then,
-    off a Jetson, the ``agx-orin`` simulator with a warning. Raises
-    :class:`TegrastatsNotFoundError` on a Jetson without tegrastats,
-    :class:`UnknownBoardError`, and load_replay's errors.
+    off a Jetson, the ``agx-orin`` simulator with a warning. Raises what
+    :func:`find_tegrastats` raises, :class:`UnknownBoardError`, and load_replay's errors.
     """
     if interval_ms <= 0:
         raise ValueError(f"interval_ms must be positive, got {interval_ms!r}")
@@ -126,11 +166,9 @@ def plan_source(
         return SourcePlan(kind="replay", lines=load_replay(replay), warning=warning)
     if board is not None:
         return SourcePlan(kind="simulator", lines=load_board(board), board=board)
-    path = find_executable(tegrastats, which)
+    path = find_tegrastats(tegrastats, which, is_jetson)
     if path is not None:
         return SourcePlan(kind="tegrastats", argv=[path, "--interval", str(interval_ms)])
-    if is_jetson():
-        raise TegrastatsNotFoundError(tegrastats)
     warning = (
         f"tegrastats not found ({tegrastats!r}) and this is not a Jetson (no {NV_TEGRA_RELEASE}): serving SIMULATED "
         f"data (an {DEFAULT_BOARD} simulated from recorded lines); use --simulate BOARD to choose a board and "

@@ -1,8 +1,9 @@
 """Clients of a running server: the checks of ``tegrastats-api test``.
 
-What it does: :func:`probe_all` calls health, status, the four sections, ``/ws`` and
-Socket.IO (Engine.IO 4 over a WebSocket, spoken directly, so no extra client library
-is needed) and returns one :class:`Result` per check. ``monitor`` uses its
+What it does: :func:`probe_all` calls every endpoint of docs/API.md (health, status, the
+four sections, summary, history, ``/metrics``, the OpenAPI document, the dashboard, the
+board, ``/ws`` and Socket.IO: Engine.IO 4 over a WebSocket, spoken directly, so no extra
+client library is needed) and returns one :class:`Result` per check. ``monitor`` uses its
 :func:`base_url` and request helpers.
 
 What it does not: print tables itself (``cli`` does), or start a server.
@@ -15,12 +16,14 @@ import time
 from typing import Any, Awaitable, Callable, Dict, List, NamedTuple, Tuple
 from urllib.parse import quote
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from tegrastats_api.config import Config
+from tegrastats_api.board import describe
+from tegrastats_api.settings import Config
 
 SECTIONS = ("cpu", "memory", "temperature", "power")
+SUMMARY_MAX_BYTES = 256  # docs/API.md, GET /api/summary
 
 
 class ProbeError(Exception):
@@ -65,11 +68,16 @@ def _reason(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
-async def _get_json(config: Config, path: str, timeout: float) -> Tuple[int, Any]:
+async def _get(config: Config, path: str, timeout: float) -> HTTPResponse:
     request = HTTPRequest(base_url(config) + path, headers=_headers(config), request_timeout=timeout)
     response = await AsyncHTTPClient().fetch(request, raise_error=False)
     if response.code == 599 and response.error is not None:
         raise response.error
+    return response
+
+
+async def _get_json(config: Config, path: str, timeout: float) -> Tuple[int, Any]:
+    response = await _get(config, path, timeout)
     try:
         return response.code, json.loads(response.body)
     except ValueError:
@@ -109,6 +117,82 @@ def _section_check(section: str) -> Callable[[Config, float], Awaitable[str]]:
         return "%d %s" % (len(value), "sensors" if section == "temperature" else "rails")
 
     return check
+
+
+async def _check_summary(config: Config, timeout: float) -> str:
+    response = await _get(config, "/api/summary", timeout)
+    body = _json_body(response, "/api/summary")
+    if len(response.body) > SUMMARY_MAX_BYTES:
+        raise ProbeError("%d bytes, more than %d" % (len(response.body), SUMMARY_MAX_BYTES))
+    return "%d bytes, CPU %s%%, hottest %s C" % (len(response.body), body["cpu"], body["temp_max"])
+
+
+async def _check_history(config: Config, timeout: float) -> str:
+    code, body = await _get_json(config, "/api/history?seconds=60", timeout)
+    if code != 200:
+        raise ProbeError("HTTP %d: %s" % (code, body.get("error")))
+    samples = body["samples"]
+    if not isinstance(samples, list) or not all(isinstance(s, dict) and s.get("schema") == 1 for s in samples):
+        raise ProbeError("not a list of schema-1 documents")
+    return "%d samples in the last 60 s" % len(samples)
+
+
+async def _check_metrics(config: Config, timeout: float) -> str:
+    response = await _get(config, "/metrics", timeout)
+    if response.code != 200:
+        raise ProbeError(_failure(response))
+    families = [line.split()[2] for line in response.body.decode("utf-8").splitlines() if line.startswith("# TYPE ")]
+    if not any(name.startswith("jetson_") for name in families):
+        raise ProbeError("no jetson_ metric in the answer")
+    return "%d metric families" % len(families)
+
+
+async def _check_board(config: Config, timeout: float) -> str:
+    code, body = await _get_json(config, "/api/board", timeout)
+    if code != 200:
+        raise ProbeError("HTTP %d: %s" % (code, body.get("error")))
+    if "model" not in body or not isinstance(body.get("fans"), list):
+        raise ProbeError("not a board document")
+    return describe(body)
+
+
+async def _check_openapi(config: Config, timeout: float) -> str:
+    code, body = await _get_json(config, "/api/openapi.json", timeout)
+    if code != 200:
+        raise ProbeError("HTTP %d: %s" % (code, body.get("error")))
+    if not str(body.get("openapi", "")).startswith("3.") or not body.get("paths"):
+        raise ProbeError("not an OpenAPI 3 document")
+    return "OpenAPI %s, %d paths" % (body["openapi"], len(body["paths"]))
+
+
+async def _check_dashboard(config: Config, timeout: float) -> str:
+    response = await _get(config, "/", timeout)
+    if response.code != 200:
+        raise ProbeError(_failure(response))
+    kind = response.headers.get("Content-Type", "")
+    if not kind.startswith("text/html"):
+        raise ProbeError("Content-Type %s, not HTML" % (kind or "missing"))
+    return "%d bytes of HTML" % len(response.body)
+
+
+def _failure(response: HTTPResponse) -> str:
+    """``HTTP 401: missing or invalid token``: the code and the server's JSON reason if any."""
+    try:
+        return "HTTP %d: %s" % (response.code, json.loads(response.body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return "HTTP %d" % response.code
+
+
+def _json_body(response: HTTPResponse, path: str) -> Any:
+    try:
+        body = json.loads(response.body)
+    except ValueError:
+        raise ProbeError("%s answered HTTP %d with non-JSON" % (path, response.code)) from None
+    if not isinstance(body, dict):
+        raise ProbeError("%s answered HTTP %d with JSON that is not an object" % (path, response.code))
+    if response.code != 200:
+        raise ProbeError("HTTP %d: %s" % (response.code, body.get("error")))
+    return body
 
 
 async def _connect(config: Config, url: str, timeout: float) -> WebSocketClientConnection:
@@ -173,6 +257,8 @@ async def _check_socketio(config: Config, timeout: float) -> str:
 CHECKS: List[Tuple[str, Callable[[Config, float], Awaitable[str]]]] = (
     [("health", _check_health), ("status", _check_status)]
     + [(section, _section_check(section)) for section in SECTIONS]
+    + [("summary", _check_summary), ("history", _check_history), ("board", _check_board), ("metrics", _check_metrics),
+       ("openapi", _check_openapi), ("dashboard", _check_dashboard)]
     + [("websocket", _check_ws), ("socket.io", _check_socketio)]
 )
 

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Optional, Type
 
 from tegrastats_api.app import Server, run
-from tegrastats_api.config import Config, check_files
+from tegrastats_api.settings import Config, check_files
 
 
 class TegrastatsServer:

@@ -124,8 +124,8 @@ class SimulatedBoard(Iterator[str]):
             values = [float(m.group(g)) for m in recorded for g in ("temp_v", "temp_max") if m.group(g)]
             return TemperatureToken(match, key[1], values, self._load)
         if kind == "rail":
-            values = [int(m.group(g)) for m in recorded for g in ("rail_c", "rail_a", "rail_x") if m.group(g)]
-            return RailToken(match, key[1], values, self._load.gpu_live)
+            rail_values = [int(m.group(g)) for m in recorded for g in ("rail_c", "rail_a", "rail_x") if m.group(g)]
+            return RailToken(match, key[1], rail_values, self._load.gpu_live)
         return LiteralToken(match.group(kind))  # IRAM, and words the parser keeps in ``extra``
 
     def __next__(self) -> str:

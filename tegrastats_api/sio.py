@@ -40,7 +40,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
 
 from tegrastats_api.compat import AuthKeepingServer, connect_auth, connection_refused, enter_room
-from tegrastats_api.config import Config
+from tegrastats_api.settings import Config
 from tegrastats_api.handlers import (
     ALLOW_HEADERS,
     finish_with_error,

@@ -33,7 +33,7 @@ from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from tegrastats_api.config import Config
+from tegrastats_api.settings import Config
 from tegrastats_api.fields import FieldsError, Path
 from tegrastats_api.handlers import (
     JSON_TYPE,

@@ -147,7 +147,7 @@ BAD = [
     (["run", "--config", "/nonexistent/tegrastats-api.conf"], {}, "--config"),
     (["run", "--replay", "/nonexistent/lines.txt"], {}, "--replay"),
     (["run", "--simulate", "gameboy"], {}, "--simulate"),
-    (["run"], {"TEGRASTATS_API_PORT": "-1"}, "--port"),
+    (["run"], {"TEGRASTATS_API_PORT": "-1"}, "TEGRASTATS_API_PORT: -1 is not a TCP port"),
     (["run"], {"TEGRASTATS_API_DEBUG": "perhaps"}, "TEGRASTATS_API_DEBUG"),
     (["run", "--no-such-flag"], {}, "--no-such-flag"),
     (["frobnicate"], {}, "command"),
@@ -202,13 +202,13 @@ def test_tegrastats_missing_on_a_jetson_exits_3(monkeypatch):
     assert err.getvalue().count("\n") == 1 and "tegrastats" in err.getvalue()
 
 
-def test_no_tegrastats_off_jetson_falls_back_to_the_simulator_loudly():
-    if os.path.exists("/etc/nv_tegra_release"):
-        pytest.skip("this machine is a Jetson")
+def test_no_tegrastats_off_jetson_falls_back_to_the_simulator_loudly(tmp_path):
+    """Only when --tegrastats is left alone: a tegrastats named explicitly is never replaced
+    (test_cli_usage.py). The empty TEGRASTATS_API_SYSROOT makes this machine no Jetson."""
     port = _free_port()
-    proc = subprocess.Popen(CLI + ["run", "--host", "127.0.0.1", "--port", str(port),
-                                   "--tegrastats", "/nonexistent/tegrastats", "--update-interval", "0.05"],
-                            env=_env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(CLI + ["run", "--host", "127.0.0.1", "--port", str(port), "--update-interval", "0.05"],
+                            env=_env(PATH=str(tmp_path), TEGRASTATS_API_SYSROOT=str(tmp_path)),
+                            stderr=subprocess.PIPE, text=True)
     try:
         health = _wait_json("http://127.0.0.1:%d/api/health" % port)
         assert health["source"] == "simulator"
@@ -272,10 +272,11 @@ def test_test_command_passes_against_a_live_server(live_server):
                   env={"TEGRASTATS_API_AUTH_TOKEN": "tok3n"})
     assert result.returncode == 0, result.stdout + result.stderr
     rows = result.stdout.splitlines()
-    for check in ("health", "status", "cpu", "memory", "temperature", "power", "websocket", "socket.io"):
+    for check in ("health", "status", "cpu", "memory", "temperature", "power", "summary", "history", "board", "metrics",
+                  "openapi", "dashboard", "websocket", "socket.io"):
         row = next(r for r in rows if r.startswith(check + " "))
         assert " PASS " in row and " ms " in row
-    assert rows[-1] == "8 passed, 0 failed"
+    assert rows[-1] == "14 passed, 0 failed"
 
 
 def test_test_command_reports_a_wrong_token(live_server):
@@ -292,7 +293,7 @@ def test_test_command_reports_a_wrong_token(live_server):
 def test_test_command_reports_a_closed_port():
     result = _cli("test", "--host", "127.0.0.1", "--port", str(_free_port()))
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stdout.count("connection refused") == 8 and result.stdout.splitlines()[-1] == "0 passed, 8 failed"
+    assert result.stdout.count("connection refused") == 14 and result.stdout.splitlines()[-1] == "0 passed, 14 failed"
 
 
 def test_monitor_prints_json_lines_and_ends_after_duration(live_server):
@@ -427,7 +428,9 @@ def test_a_bad_host_is_one_line_naming_it_and_exit_2(host, where):
     else:
         result = _cli("run", "--simulate", "--port", "0", env={"TEGRASTATS_API_HOST": host})
     assert result.returncode == 2, result.stderr
-    assert result.stderr.splitlines() == ["tegrastats-api: error: --host: %r is not an IP address or host name" % host]
+    named = "--host" if where == "flag" else "TEGRASTATS_API_HOST"
+    expected = "tegrastats-api: error: %s: %r is not an IP address or host name" % (named, host)
+    assert result.stderr.splitlines() == [expected]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "0.0.0.0", "jetson-01.local", "fe80::1%lo"])

@@ -292,7 +292,8 @@ def test_an_interval_tegrastats_cannot_honour_is_refused_in_one_line(argv, env):
                          capture_output=True, text=True, timeout=60, env=dict(clean, PYTHONPATH=ROOT_DIR, **env))
     assert out.returncode == 2
     lines = out.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tegrastats-api: error: --update-interval: "), out.stderr
+    named = "TEGRASTATS_API_UPDATE_INTERVAL" if env else "--update-interval"  # as the user gave it
+    assert len(lines) == 1 and lines[0].startswith("tegrastats-api: error: %s: " % named), out.stderr
     assert "0.01" in lines[0]
 
 

@@ -98,12 +98,22 @@ def test_each_level_and_logger_has_its_own_budget():
     assert sum(1 for _n, _l, m in seen_two.messages if m == "w") == 2
 
 
-def test_installing_twice_keeps_one_budget_in_front():
+def test_debug_and_info_lines_are_not_budgeted():
+    budget = LogBudget(burst=2, window_s=10.0, clock=Clock())
+    logger, seen = _logger("test.budget.info", budget)
+    for _ in range(10):
+        logger.info("i")
+        logger.debug("d")
+    assert len(seen.messages) == 20
+
+
+def test_installing_again_puts_the_new_budget_in_place_of_the_old():
     logger = logging.getLogger("test.budget.twice")
     logger.filters = [logging.Filter("x")]
-    install_log_budget(("test.budget.twice",), LogBudget())
-    install_log_budget(("test.budget.twice",), LogBudget())
-    assert isinstance(logger.filters[0], LogBudget)
+    first, second = LogBudget(), LogBudget()
+    install_log_budget(("test.budget.twice",), first)
+    install_log_budget(("test.budget.twice",), second)
+    assert logger.filters[0] is second
     assert sum(isinstance(f, LogBudget) for f in logger.filters) == 1
 
 

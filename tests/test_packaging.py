@@ -500,7 +500,7 @@ def test_make_run_and_install_use_a_venv_without_the_test_and_dev_extras(tmp_pat
     assert len(installed - {"pip", "setuptools", "wheel"}) < 20, sorted(installed)
     selftest = subprocess.run(make + ["install", "SELFTEST_PORT=%d" % free_port()], cwd=str(REPO),
                               capture_output=True, text=True, timeout=280, env=clean_env(), stdin=subprocess.DEVNULL)
-    assert selftest.returncode == 0 and "8 passed, 0 failed" in selftest.stdout, selftest.stdout + selftest.stderr
+    assert selftest.returncode == 0 and "14 passed, 0 failed" in selftest.stdout, selftest.stdout + selftest.stderr
     assert "installed: %s/bin/tegrastats-api" % venv in selftest.stdout
     dry = subprocess.run(["make", "-n", "--no-print-directory", "VENV=" + str(tmp_path / "test-venv"), "venv"],
                          cwd=str(REPO), capture_output=True, text=True, timeout=60, env=clean_env())

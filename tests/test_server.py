@@ -198,10 +198,11 @@ def test_port_in_use_is_a_listen_error(transport_lines):
         busy.close()
 
 
-def test_without_tegrastats_off_a_jetson_simulates_loudly(caplog, tmp_path):
-    if os.path.exists("/etc/nv_tegra_release"):
-        pytest.skip("this machine is a Jetson")
-    config = Config(host="127.0.0.1", port=0, tegrastats=str(tmp_path / "no-tegrastats"))
+def test_without_tegrastats_off_a_jetson_simulates_loudly(caplog, tmp_path, monkeypatch):
+    # --tegrastats left at its default: one named explicitly is never replaced (test_cli_usage.py)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tegrastats on PATH
+    monkeypatch.setenv("TEGRASTATS_API_SYSROOT", str(tmp_path))  # no /etc/nv_tegra_release: not a Jetson
+    config = Config(host="127.0.0.1", port=0)
 
     async def scenario():
         server = Server(config)

@@ -373,7 +373,7 @@ def check_bad_setting_fails_once(box: Container, port: int) -> None:
     assert (shown["ActiveState"], shown["SubState"], shown["Result"]) == ("failed", "failed", "exit-code"), shown
     assert (shown["ExecMainCode"], shown["ExecMainStatus"]) == ("1", "2"), shown  # CLD_EXITED, status 2
     assert int(shown["NRestarts"]) <= before, shown
-    assert "argument --port: invalid int value: 'abc'" in box.journal()
+    assert "TEGRASTATS_API_PORT: 'abc' is not a whole number" in box.journal()  # named as /etc/default sets it
     assert refused(port)
     # Back to a good setting; reset-failed also clears StartLimitBurst's count.
     set_defaults(box.root, host="127.0.0.1", port=str(port))

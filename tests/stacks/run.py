@@ -32,7 +32,8 @@ STACKS = Path(os.environ.get("STACKS_DIR") or ROOT / "tests" / "stacks")  # anot
 VENVS = ROOT / ".venv-stacks"
 # Built and installed with the system Python: the same on every stack, so run once.
 NOT_PER_STACK = "not deb and not systemd"
-SHOWN = ("tornado", "python-socketio", "python-engineio", "configargparse", "prometheus-client", "bidict")
+SHOWN = ("tornado", "python-socketio", "python-engineio", "configargparse", "prometheus-client", "bidict",
+         "paho-mqtt")
 
 
 def stack_names() -> List[str]:
