@@ -177,8 +177,12 @@ def test_malformed_socketio_packets_hurt_only_that_client(watched_server):
         watched_server.others_still_receive()
         bad.close()
     oversized = sio_client(port)  # over Engine.IO's buffer: that client is dropped
-    oversized.send("4" + "x" * 2_000_000)
-    assert oversized.is_closed_by_server()
+    try:
+        oversized.send("4" + "x" * 2_000_000)
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # the server dropped it while the 2 MB were still on their way: what is asked
+    else:
+        assert oversized.is_closed_by_server()
     watched_server.others_still_receive()
     wait_until(lambda: watched_server.limiter.count == 2, what="the bad clients' slots released")
 
