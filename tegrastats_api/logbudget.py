@@ -22,6 +22,8 @@ import logging
 import time
 from typing import Callable, Dict, List, Tuple
 
+from tegrastats_api.tokens import FILTERED_LOGGERS
+
 BURST = 20
 WINDOW_S = 10.0
 TRACEBACKS = 2  # of the BURST records of a window, how many keep their traceback
@@ -29,10 +31,8 @@ LEVEL = logging.WARNING  # records below it pass: DEBUG and INFO lines are what 
 
 # The loggers a client's request can reach: Tornado's, the Socket.IO libraries', and ours that
 # log per client (refusals, sessions gone). Not the source's or the hub's.
-BUDGETED_LOGGERS = ("tornado.access", "tornado.application", "tornado.general",
-                    "engineio.server", "socketio.server", "engineio", "socketio", "asyncio",
-                    "tegrastats_api.sessions", "tegrastats_api.sio", "tegrastats_api.websocket",
-                    "tegrastats_api.handlers")
+BUDGETED_LOGGERS = FILTERED_LOGGERS + ("tegrastats_api.sessions", "tegrastats_api.sio", "tegrastats_api.websocket",
+                                       "tegrastats_api.handlers")
 
 
 class LogBudget(logging.Filter):

@@ -57,6 +57,16 @@ def recv_by(sock, deadline, size=65536):
     return sock.recv(size)
 
 
+def terminate(proc, timeout=WAIT_S):
+    """SIGTERM ``proc`` and reap it; SIGKILL if it has not ended within ``timeout``."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
 def wait_until(condition, timeout=WAIT_S, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

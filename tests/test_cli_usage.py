@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import List
 import pytest
 
 from conftest import require_tool
+from fault_tools import terminate
 
 CLI = [sys.executable, "-m", "tegrastats_api"]
 WAIT_S = 20.0
@@ -311,12 +311,7 @@ def _serving_line(argv: List[str], env: dict, prefix: List[str] = ()) -> re.Matc
             match = next(filter(None, (SERVING_RE.search(line.strip()) for line in list(lines))), None)
             time.sleep(0.05)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(WAIT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(WAIT_S)
+        terminate(proc, WAIT_S)
         reader.join(WAIT_S)
     assert match is not None, "no start-up line: " + "".join(lines)
     assert proc.returncode == 0, "".join(lines)

@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from fault_tools import (
     deadline_after,
     raw_exchange,
     recv_by,
+    terminate,
     wait_until,
 )
 from tegrastats_api.config import CONFIG_FILE_LIMIT, REPLAY_FILE_LIMIT, Config, ConfigError
@@ -517,12 +517,7 @@ def test_the_start_line_names_every_address(ipv6):
         assert sorted(match.group(2).split(" and ")) == sorted(["0.0.0.0:%d" % port, "[::]:%d" % port])
         assert _answers("http://127.0.0.1:%d" % port) == 200 and _answers("http://[::1]:%d" % port) == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(WAIT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(WAIT_S)
+        terminate(proc)
     assert proc.returncode == 0
 
 

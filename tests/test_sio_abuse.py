@@ -225,7 +225,9 @@ def test_connect_whose_token_check_raises_is_refused(live_server, transport_line
     finally:
         client.close()
         good.close()
-    records = [r for r in caplog.records if r.name.startswith(("tegrastats_api", "socketio", "engineio"))]
+    # The server's loggers only: a python-socketio client thread of an earlier test may log
+    # "packet queue is empty, aborting" on engineio.client as it winds down.
+    records = [r for r in caplog.records if r.name.startswith(("tegrastats_api", "socketio.server", "engineio.server"))]
     assert not [r for r in records if r.levelno >= logging.ERROR], [r.getMessage() for r in records]
     for record in records:
         text = record.getMessage()
