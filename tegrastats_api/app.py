@@ -27,14 +27,13 @@ import signal
 import threading
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
-import socketio
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
+from tornado.routing import PathMatches, Rule
 from tornado.web import Application
 
 from tegrastats_api.addresses import open_urls
 from tegrastats_api.board import BoardReader, sysroot_from_environ
-from tegrastats_api.compat import shutdown_sio
 from tegrastats_api.handlers import (
     BoardHandler,
     HealthHandler,
@@ -52,7 +51,7 @@ from tegrastats_api.logbudget import BUDGETED_LOGGERS, LogBudget, install_log_bu
 from tegrastats_api.metrics import Exporter
 from tegrastats_api.mqtt import MqttBridge
 from tegrastats_api.openapi import encode_spec
-from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
+from tegrastats_api.sio_route import SocketIORoute
 from tegrastats_api.plan import SourcePlan, plan_source
 from tegrastats_api.replay import ReplaySource
 from tegrastats_api.settings import Config
@@ -140,7 +139,7 @@ def default_static_dir() -> str:
 def make_app(
     hub: SnapshotHub,
     limiter: ConnectionLimiter,
-    sio: socketio.AsyncServer,
+    socketio_route: SocketIORoute,
     config: Config,
     *,
     static_dir: Optional[str] = None,
@@ -170,11 +169,11 @@ def make_app(
         (r"/metrics", MetricsHandler, dict(common, exporter=Exporter(hub, limiter, board))),
         (r"/api/.*", NotFoundHandler, common),
         (r"/ws", SnapshotSocket, common),
-        (r"/socket\.io/", make_sio_handler(sio, config)),
+        Rule(PathMatches(r"/socket\.io/"), socketio_route),  # python-socketio imported at its first request
         (r"/(.*)", StaticHandler,
          {"path": static_dir or default_static_dir(), "default_filename": "index.html"}),
     ]
-    return Application(
+    app = Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=common,
@@ -185,6 +184,8 @@ def make_app(
         autoreload=False,
         log_function=log_request,  # the access log without ?token= values
     )
+    socketio_route.bind(app)
+    return app
 
 
 def make_source(plan: SourcePlan, hub: SnapshotHub, config: Config) -> Source:
@@ -217,12 +218,17 @@ class Server:
         self.sysroot = sysroot if sysroot is not None else sysroot_from_environ(os.environ)
         self.hub: Optional[SnapshotHub] = None
         self.limiter = ConnectionLimiter(config.max_connections)
-        self.sio: Optional[socketio.AsyncServer] = None
+        self.socketio: Optional[SocketIORoute] = None
         self.source: Optional[Source] = None
         self.mqtt: Optional[MqttBridge] = None  # with --mqtt
         self.port: Optional[int] = None
         self._http: Optional[HTTPServer] = None
         self._hurried = False
+
+    @property
+    def sio(self) -> Any:
+        """The python-socketio ``AsyncServer``: None until the first ``/socket.io/`` request."""
+        return None if self.socketio is None else self.socketio.sio
 
     @property
     def url(self) -> str:
@@ -254,11 +260,11 @@ class Server:
         self.hub = hub = SnapshotHub(
             plan.kind, history_size=config.history_size, interval_s=config.update_interval, board=plan.board
         )
-        self.sio = make_sio(hub, self.limiter, config)
+        self.socketio = SocketIORoute(hub, self.limiter, config)
         board = BoardReader.for_source(plan.kind, plan.board, self.sysroot)
         # before listening: a missing paho-mqtt or a bad CA file leaves nothing running
         self.mqtt = MqttBridge(config, hub, board) if config.mqtt is not None else None
-        self._listen(make_app(hub, self.limiter, self.sio, config, board=board))
+        self._listen(make_app(hub, self.limiter, self.socketio, config, board=board))
         if plan.warning:  # once every setting has proved good: a failed start logs no warning
             log.warning("!!! %s", plan.warning)
         self.source = make_source(plan, hub, config)
@@ -309,8 +315,8 @@ class Server:
         for owner in self.limiter.owners():
             if isinstance(owner, SnapshotSocket):
                 owner.shutdown()
-        if self.sio is not None:
-            await snapshot_namespace(self.sio).disconnect_all()
+        if self.socketio is not None:
+            await self.socketio.close()
         await _wait_for(lambda: self._hurried or self.limiter.count == 0, CLOSE_WAIT_S)
         if self.mqtt is not None:
             await self.mqtt.stop(hurried=self._hurried)  # publishes `offline`
@@ -320,8 +326,8 @@ class Server:
             await asyncio.wait_for(http.close_all_connections(), CLOSE_WAIT_S)
         except asyncio.TimeoutError:
             log.debug("some HTTP connections were still open at shutdown")
-        if self.sio is not None:
-            await shutdown_sio(self.sio)
+        if self.socketio is not None:
+            await self.socketio.shutdown()
         log.info("stopped")
 
 

@@ -39,7 +39,7 @@ import socketio
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
 
-from tegrastats_api.compat import AuthKeepingServer, connect_auth, connection_refused, enter_room
+from tegrastats_api.compat import auth_keeping_server, connect_auth, connection_refused, enter_room
 from tegrastats_api.settings import Config
 from tegrastats_api.handlers import (
     ALLOW_HEADERS,
@@ -202,7 +202,7 @@ def make_sio(hub: SnapshotHub, limiter: ConnectionLimiter, config: Config) -> so
     that check and its CORS headers off, and the handler from :func:`make_sio_handler`
     applies our rule to every request instead.
     """
-    sio = AuthKeepingServer(
+    sio = auth_keeping_server(
         async_mode="tornado",
         cors_allowed_origins=[],
         ping_interval=PING_INTERVAL_S,

@@ -595,14 +595,14 @@ from tornado.netutil import bind_sockets
 from tegrastats_api.app import make_app
 from tegrastats_api.config import Config
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
-from tegrastats_api.sio import make_sio
+from tegrastats_api.sio_route import SocketIORoute
 
 async def main():
     hub = SnapshotHub("replay")
     hub.feed_line(sys.argv[1])
     limiter, config = ConnectionLimiter(10), Config(host="127.0.0.1", port=0)
     sockets = bind_sockets(0, "127.0.0.1")
-    HTTPServer(make_app(hub, limiter, make_sio(hub, limiter, config), config)).add_sockets(sockets)
+    HTTPServer(make_app(hub, limiter, SocketIORoute(hub, limiter, config), config)).add_sockets(sockets)
     url = "http://127.0.0.1:%d" % sockets[0].getsockname()[1]
     seen = ["prometheus_client" in sys.modules]
     await AsyncHTTPClient().fetch(url + "/api/status")

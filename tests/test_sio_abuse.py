@@ -107,7 +107,7 @@ def assert_json_error(answer, status, has_body=True):
 
 
 def eio_sessions(server):
-    return server.call(lambda: len(server.server.sio.eio.sockets))
+    return server.call(lambda: len(server.server.socketio.load().eio.sockets))
 
 
 def polling_handshake(server, http=None, **kwargs):
@@ -274,8 +274,8 @@ def test_broadcasts_reach_only_accepted_clients(live_server, transport_lines):
     the namespace on python-socketio 5.0; it still gets no broadcast, and its session ends."""
     server = live_server(transport_lines[:1])
     port = server.server.port
+    good = member(port)  # the first Socket.IO request makes the Socket.IO server
     namespace = sio_module.snapshot_namespace(server.server.sio)
-    good = member(port)
 
     async def raising(sid, environ, auth=None):
         raise RuntimeError("unguarded")
@@ -566,7 +566,7 @@ def test_oversized_post_is_a_json_413_and_closes_the_session(live_server, transp
     server = live_server(transport_lines[:1])
     eio_sid = open_polling(server)
     join_polling(server, eio_sid)
-    limit = server.server.sio.eio.max_http_buffer_size
+    limit = server.call(server.server.socketio.load).eio.max_http_buffer_size
     answer = post(server, eio_sid, b"4" + b"x" * limit)  # over Engine.IO's limit, under the HTTP one
     assert answer.status_code == 413 and answer.json()["status"] == 413, answer.text
     assert server.limiter.count == 0 and eio_sessions(server) == 0
