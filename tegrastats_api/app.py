@@ -2,7 +2,8 @@
 
 What it does: :func:`make_app` holds the whole route table (REST, ``/ws``, ``/socket.io/``
 and the dashboard's static files). :class:`Server` picks the source (docs/API.md
-section 6.3), builds the hub, the Socket.IO server and the application, listens (port 0
+section 6.3), builds the hub and the application (the Socket.IO server is made at the first
+``/socket.io/`` request: :mod:`tegrastats_api.sio_route`), listens (port 0
 picks a free port, see :attr:`Server.port`), starts the source (and, with ``--mqtt``, the
 MQTT bridge), and stops in order: stop accepting, close ``/ws`` clients with a close frame,
 disconnect Socket.IO clients, stop MQTT (publishing ``offline``), stop the source (no

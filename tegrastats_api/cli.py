@@ -83,10 +83,6 @@ def configure_logging(level: str, stream: IO[str]) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
-# The *client* modules of python-engineio and python-socketio import these when they are
-# installed; the server never uses them, and they cost about 6 MB of RSS and a tenth of a
-# second of start-up (docs/PERFORMANCE.md). `run` owns its process, so it hides them while
-# the server modules load.
 def cmd_run(loaded: Loaded, console: Console) -> int:
     config = loaded.config
     check_files(config)  # every setting is checked before anything is logged or bound
