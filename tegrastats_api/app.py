@@ -26,7 +26,7 @@ import os
 import random
 import signal
 import threading
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Union
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -50,8 +50,6 @@ from tegrastats_api.handlers import (
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.logbudget import BUDGETED_LOGGERS, LogBudget, install_log_budget
 from tegrastats_api.metrics import Exporter
-from tegrastats_api.mqtt import MqttBridge
-from tegrastats_api.openapi import encode_spec
 from tegrastats_api.sio_route import SocketIORoute
 from tegrastats_api.plan import SourcePlan, plan_source
 from tegrastats_api.replay import ReplaySource
@@ -59,6 +57,9 @@ from tegrastats_api.settings import Config
 from tegrastats_api.source import TegrastatsProcess
 from tegrastats_api.tokens import install_token_log_filter, log_request
 from tegrastats_api.websocket import SnapshotSocket
+
+if TYPE_CHECKING:  # pragma: no cover - imported with --mqtt only (start)
+    from tegrastats_api.mqtt import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def make_app(
         (r"/api/power", SectionHandler, dict(common, section="power")),
         (r"/api/summary", SummaryHandler, common),
         (r"/api/history", HistoryHandler, common),
-        (r"/api/openapi\.json", OpenAPIHandler, dict(common, document=encode_spec())),
+        (r"/api/openapi\.json", OpenAPIHandler, dict(common, encoded=[])),
         (r"/metrics", MetricsHandler, dict(common, exporter=Exporter(hub, limiter, board))),
         (r"/api/.*", NotFoundHandler, common),
         (r"/ws", SnapshotSocket, common),
@@ -264,7 +265,10 @@ class Server:
         self.socketio = SocketIORoute(hub, self.limiter, config)
         board = BoardReader.for_source(plan.kind, plan.board, self.sysroot)
         # before listening: a missing paho-mqtt or a bad CA file leaves nothing running
-        self.mqtt = MqttBridge(config, hub, board) if config.mqtt is not None else None
+        if config.mqtt is not None:  # its modules only when MQTT is on
+            from tegrastats_api.mqtt import MqttBridge
+
+            self.mqtt = MqttBridge(config, hub, board)
         self._listen(make_app(hub, self.limiter, self.socketio, config, board=board))
         if plan.warning:  # once every setting has proved good: a failed start logs no warning
             log.warning("!!! %s", plan.warning)

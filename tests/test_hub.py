@@ -484,9 +484,9 @@ def test_encode_document_is_the_standard_encoding(orjson, transport_lines, monke
 
     if orjson == "installed":
         pytest.importorskip("orjson")
-        assert hub_module._orjson is not None
+        assert hub_module._orjson_module() is not None
     else:
-        monkeypatch.setattr(hub_module, "_orjson", None)
+        monkeypatch.setattr(hub_module, "_orjson_module", lambda: None)
     with open(os.path.join(os.path.dirname(__file__), "fixtures", "tegrastats", "samples.tsv"),
               encoding="utf-8", newline="") as f:
         lines = [row["line"] for row in csv.DictReader(f, delimiter="\t")]
