@@ -38,6 +38,8 @@ import engineio.payload
 import socketio
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
 
 from tegrastats_api.compat import auth_keeping_server, connect_auth, connection_refused, enter_room
 from tegrastats_api.settings import Config
@@ -49,7 +51,7 @@ from tegrastats_api.handlers import (
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 from tegrastats_api.sessions import EngineSessions, payload_ok
 from tegrastats_api.tokens import request_token, token_valid
-from tegrastats_api.websocket import JSONErrorAnswers
+from tegrastats_api.websocket import JSONErrorAnswers, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,15 @@ class SnapshotNamespace(socketio.AsyncNamespace):
         self.limiter = limiter
         self.config = config
         self.sessions: Optional[EngineSessions] = None  # set by make_sio
+        # The newest sample's Engine.IO message as python-engineio writes it to a WebSocket
+        # (``4`` and the Socket.IO packet), and that message's WebSocket frame.
+        self._wire: Tuple[str, bytes] = ("", b"")
+
+    def frame_of(self, message: str) -> Optional[bytes]:
+        """The WebSocket frame of ``message`` when it is the newest sample's Engine.IO
+        message (built once for every client), else None."""
+        text, frame = self._wire
+        return frame if message == text else None
 
     async def on_connect(self, sid: str, environ: Dict[str, Any], auth: Any = None) -> None:
         # Whatever goes wrong here must end in a refusal: an exception python-socketio does
@@ -124,7 +135,10 @@ class SnapshotNamespace(socketio.AsyncNamespace):
     def on_sample(self, document: Document, payload: bytes) -> None:
         """Hub subscriber: schedule the broadcast; never waits for any client."""
         if any(isinstance(owner, str) for owner in self.limiter.owners()):
-            IOLoop.current().spawn_callback(self._broadcast, event_packet(EVENT, payload))
+            packet = event_packet(EVENT, payload)
+            wire = "4" + packet  # Engine.IO's MESSAGE packet as encoded for a WebSocket
+            self._wire = (wire, text_frame(wire.encode("utf-8")))
+            IOLoop.current().spawn_callback(self._broadcast, packet)
 
     async def _broadcast(self, packet: str) -> None:
         """Send one encoded Socket.IO packet to every accepted client whose Engine.IO queue
@@ -229,6 +243,7 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
     if made is None:
         raise ValueError("make the Socket.IO server with make_sio")
     sessions: EngineSessions = made
+    namespace = snapshot_namespace(sio)
 
     class SocketIOHandler(JSONErrorAnswers, base):  # type: ignore[misc, valid-type]
         allowed_methods = ALLOWED_METHODS
@@ -347,6 +362,24 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
 
         def get_compression_options(self) -> None:
             return None  # tiny frames: compression costs more CPU and memory than it saves
+
+        def write_message(
+            self, message: Union[str, bytes, Dict[str, Any]], binary: bool = False
+        ) -> asyncio.Future[None]:
+            # python-engineio writes every packet of a WebSocket client with this (public)
+            # method. A sample's message is the same text for every client, so its frame is
+            # built once (SnapshotNamespace.frame_of) and each client costs one stream write;
+            # anything else, or a closing connection, takes tornado's own path (which
+            # raises WebSocketClosedError for the latter, as python-engineio expects).
+            frame = namespace.frame_of(message) if isinstance(message, str) and not binary else None
+            connection = self.ws_connection
+            stream = getattr(connection, "stream", None)
+            if frame is None or connection is None or connection.is_closing() or stream is None:
+                return super().write_message(message, binary=binary)
+            try:
+                return stream.write(frame)
+            except StreamClosedError:
+                raise WebSocketClosedError() from None
 
         async def on_message(self, message: Any) -> None:
             # python-engineio decodes a WebSocket message outside its reader's error

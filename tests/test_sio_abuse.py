@@ -594,3 +594,59 @@ def feed_and_expect_polling(server, eio_sid, line):
         if expected in answer.text:
             return
     pytest.fail("the polling client never got the sample")
+
+
+# --- each sample's WebSocket frame is built once -------------------------------------------------
+
+
+def test_websocket_clients_get_python_socketios_bytes_from_one_frame_per_sample(
+        live_server, transport_lines, monkeypatch):
+    """Every Socket.IO WebSocket client gets each sample as exactly the text python-socketio
+    would send (``4`` + its EVENT packet of the document), in a well-formed frame, without
+    tornado's ``write_message`` building a frame per client; a polling client in the same
+    broadcast, and a WebSocket client that went away mid-stream, change nothing for the
+    others; packets that are not the newest sample (CONNECT, the document sent on joining an
+    older sample) still take tornado's own path."""
+    from tornado.websocket import WebSocketHandler
+
+    built = []
+    tornado_write = WebSocketHandler.write_message
+
+    def counting_write(self, message, binary=False):
+        if self.ws_connection is not None and not self.ws_connection.is_closing():
+            built.append(message)  # a frame tornado builds for a live connection
+        return tornado_write(self, message, binary=binary)
+
+    monkeypatch.setattr(WebSocketHandler, "write_message", counting_write)
+    server = live_server(transport_lines[:1])
+    port = server.server.port
+    clients = [member(port) for _ in range(3)]
+    leaver = member(port)
+    eio_sid = open_polling(server)
+    join_polling(server, eio_sid)
+    assert any(isinstance(m, str) and m.startswith("40") for m in built), \
+        "the CONNECT answers go through tornado's write_message"
+    leaver.sock.close()  # gone without a close frame
+    before = len(built)
+    for line in transport_lines[1:5]:
+        server.feed(line)
+        document = server.hub.latest_document
+        expected = "4" + socketio.packet.Packet(socketio.packet.EVENT, data=["tegrastats_update", document]).encode()
+        for client in clients:
+            assert sio_event(client) == expected
+        expect_polling(server, eio_sid, document["timestamp"])
+    samples_by_tornado = [m for m in built[before:] if isinstance(m, str) and m.startswith('42["tegrastats_update"')]
+    assert samples_by_tornado == [], "a sample's frame was built per client by tornado"
+    for client in clients:
+        client.close()
+
+
+def expect_polling(server, eio_sid, expected):
+    """The polling client gets the sample already fed (with the document's ``timestamp``)."""
+    deadline = deadline_after()
+    while time.monotonic() < deadline:
+        answer = poll(server, eio_sid)
+        assert answer.status_code == 200
+        if expected in answer.text:
+            return
+    pytest.fail("the polling client never got the sample")
