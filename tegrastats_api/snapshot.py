@@ -158,6 +158,9 @@ class Mts:
 def format_timestamp(epoch_s: float) -> str:
     """``epoch_s`` as UTC ISO 8601 with milliseconds and ``Z``: ``2025-10-03T04:54:14.408Z``."""
     moment = datetime.fromtimestamp(epoch_s, tz=timezone.utc)
+    if 1000 <= moment.year:  # what strftime writes, at a third of its cost (%Y pads no year below 1000)
+        return "%d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (moment.year, moment.month, moment.day, moment.hour,
+                                                      moment.minute, moment.second, moment.microsecond // 1000)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
 
 
@@ -196,7 +199,11 @@ class Snapshot:
 
     def to_dict(self) -> Dict[str, Any]:
         """The schema-1 document of docs/API.md section 1 (a fresh, JSON-ready dict)."""
-        cores: List[Dict[str, Any]] = [core.to_dict() for core in self.cores]
+        # CpuCore.to_dict inline: a board has up to 14 cores, and this runs once per sample
+        cores: List[Dict[str, Any]] = [
+            {"id": core.id, "online": core.online, "usage": core.usage_pct, "freq": core.freq_mhz}
+            for core in self.cores
+        ]
         doc: Dict[str, Any] = {
             "schema": SCHEMA,
             "timestamp": None if self.received_at is None else format_timestamp(self.received_at),
