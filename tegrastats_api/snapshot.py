@@ -199,7 +199,8 @@ class Snapshot:
 
     def to_dict(self) -> Dict[str, Any]:
         """The schema-1 document of docs/API.md section 1 (a fresh, JSON-ready dict)."""
-        # CpuCore.to_dict inline: a board has up to 14 cores, and this runs once per sample
+        # CpuCore, Rail (without max) and Engine.to_dict inline: a board has up to 14 cores and
+        # 10 rails, and this runs once per sample the server sends (Sample.document in the hub)
         cores: List[Dict[str, Any]] = [
             {"id": core.id, "online": core.online, "usage": core.usage_pct, "freq": core.freq_mhz}
             for core in self.cores
@@ -216,10 +217,17 @@ class Snapshot:
                 "iram": self.iram.to_dict() if self.iram else None,
             },
             "temperature": dict(self.temperatures_c),
-            "power": {name: rail.to_dict() for name, rail in self.rails.items()},
+            "power": {
+                name: {"current": rail.current_mw, "average": rail.average_mw, "unit": "mW"}
+                if rail.max_mw is None else rail.to_dict()
+                for name, rail in self.rails.items()
+            },
             "gpu": self.gpu.to_dict(),
             "emc": self.emc.to_dict() if self.emc else None,
-            "engines": {name: engine.to_dict() for name, engine in self.engines.items()},
+            "engines": {
+                name: {"online": engine.online, "usage": engine.usage_pct, "freq": engine.freq_mhz}
+                for name, engine in self.engines.items()
+            },
         }
         if self.mts is not None:
             doc["mts"] = self.mts.to_dict()
