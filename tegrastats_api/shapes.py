@@ -21,6 +21,7 @@ What it does not: I/O, clocks, logging, or caching results (every line is parsed
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -45,7 +46,8 @@ from tegrastats_api.snapshot import Snapshot
 __all__ = ["LineParser"]
 
 MAX_SHAPES = 32
-_Builder = Callable[..., Optional[Snapshot]]
+Document = Dict[str, Any]
+_Builder = Callable[..., Optional[Tuple[Snapshot, Tuple[int, ...]]]]
 # The numbers of each token family and the pattern TOKEN_RE gives them.
 _NUMBERS = {
     "ram": (("ram_u", _N), ("ram_t", _N), ("lfb_n", _N), ("lfb_s", _N), ("lfb_unit", "[kMG]B")),
@@ -58,7 +60,8 @@ _NUMBERS = {
 _INT_CODE_RE = re.compile(r"int\(g\[([0-9]+)\]\)")
 _DIGITS_RE = re.compile(r"[0-9]+")
 _CORE_RE = re.compile(r"off$|(?P<usage>{N})%(?P<at>@(?P<freq>{N}))?$".format(N=_N))
-_TIME_CHECK = "1 <= int({mo}) <= 12 and 1 <= int({d}) <= 31 and int({h}) < 24 and int({mi}) < 60 and int({s}) < 61"
+# parser._source_time's check on the two-digit fields, as strings ("01" <= month <= "12").
+_TIME_CHECK = "'01' <= {mo} <= '12' and '01' <= {d} <= '31' and {h} < '24' and {mi} < '60' and {s} < '61'"
 
 
 class _Unsupported(Exception):
@@ -77,6 +80,7 @@ class _Shape:
         self.swap = "None"
         self.iram = "None"
         self.cores: Optional[str] = None
+        self.core_vars: List[str] = []
         self.mts = "None"
         self.emc = "None"
         self.gpcs: List[Tuple[str, Optional[List[str]]]] = []
@@ -85,6 +89,7 @@ class _Shape:
         self.engines: Dict[str, str] = {}
         self.extra: Dict[str, str] = {}
         self.statements: List[str] = []
+        self.values: Dict[str, Tuple[type, Tuple[str, ...]]] = {}  # variable: (class, field codes)
 
     def new(self, cls: type, *values: str) -> str:
         """Code making a ``cls`` from ``values`` (its fields in order); returns its variable.
@@ -94,6 +99,7 @@ class _Shape:
         as fast). A class with a ``__post_init__`` or slots keeps its ``__init__``.
         """
         var = "v%d" % len(self.statements)
+        self.values[var] = (cls, values)
         if hasattr(cls, "__post_init__") or hasattr(cls, "__slots__"):
             self.statements.append("%s = %s(%s)" % (var, cls.__name__, ", ".join(values)))
             return var
@@ -191,6 +197,7 @@ class _Shape:
                 cores.append(self.new(_snapshot.CpuCore, str(i), "True", usage, shared if freq is None else freq))
         self.pieces.append(re.escape(m.string[m.start("cpu"):m.start("cpu_list")]) + ",".join(pieces) + tail)
         self.cores = "(%s,)" % ", ".join(cores)
+        self.core_vars = cores
 
     def clock(self, m: re.Match[str]) -> None:
         """A ``NAME value`` clock, in the branch ``_Line._clock_token`` takes for its form."""
@@ -232,31 +239,78 @@ class _Shape:
             per_gpc = "(%s,)" % ", ".join(u for u, _ in self.gpcs)
         return self.new(_snapshot.Gpu, self.gpcs[0][0], "(%s)" % "".join(f + ", " for f in freqs), per_gpc)
 
+    def document(self, gpu: str) -> str:
+        """Code of ``Snapshot.to_dict()`` from the builder's field codes (mirroring each class'
+        to_dict: tests/test_parser_shapes.py compares the two on every shape)."""
+        def doc(var: str) -> str:
+            if var == "None":
+                return "None"
+            if var == "_GPU0":
+                return "{'gr3d_freq': None, 'usage': None, 'freq': []}"
+            cls, v = self.values[var]
+            if cls is _snapshot.Ram:
+                return "{'used': %s, 'total': %s, 'unit': 'MB', 'lfb': %s}" % (v[0], v[1], doc(v[2]))
+            if cls is _snapshot.Lfb:
+                return "{'count': %s, 'size': %s, 'unit': s.ram.lfb.unit}" % v[:2]
+            if cls is _snapshot.Swap:
+                return "{'used': %s, 'total': %s, 'cached': %s, 'unit': 'MB'}" % v
+            if cls is _snapshot.Iram:
+                return "{'used': %s, 'total': %s, 'unit': 'kB', 'lfb': %s}" % v
+            if cls is _snapshot.Rail:
+                maximum = "" if v[2] == "None" else "'max': %s, " % v[2]
+                return "{'current': %s, 'average': %s, %s'unit': 'mW'}" % (v[0], v[1], maximum)
+            if cls is _snapshot.Gpu:
+                per_gpc = "" if v[2] == "None" else ", 'usage_per_gpc': [%s]" % v[2][1:-1]
+                return "{'gr3d_freq': %s, 'usage': %s, 'freq': [%s]%s}" % (v[0], v[0], v[1][1:-1], per_gpc)
+            keys = {_snapshot.CpuCore: ("id", "online", "usage", "freq"), _snapshot.Engine: ("online", "usage", "freq"),
+                    _snapshot.Emc: ("usage", "freq"), _snapshot.Mts: ("fg", "bg")}[cls]
+            return "{%s}" % ", ".join("%r: %s" % pair for pair in zip(keys, v))
+
+        def mapping(entries: Dict[str, str]) -> str:
+            return "{%s}" % ", ".join("%r: %s" % (key, doc(var)) for key, var in entries.items())
+
+        cores = [self.values[var][1] for var in self.core_vars]
+        loads = [usage for _id, online, usage, _freq in cores if online == "True"]
+        usage = "round((%s) / %d, 1)" % (" + ".join(loads), len(loads)) if loads else "None"
+        mts = "" if self.mts == "None" else "'mts': %s, " % doc(self.mts)
+        return ("{'schema': %d, 'timestamp': None if s.received_at is None else _format_timestamp(s.received_at), "
+                "'source': s.source, 'source_time': s.source_time, 'cpu': {'usage': %s, 'cores': [%s]}, "
+                "'memory': {'ram': %s, 'swap': %s, 'iram': %s}, 'temperature': dict(s.temperatures_c), "
+                "'power': %s, 'gpu': %s, 'emc': %s, 'engines': %s, %s'extra': dict(s.extra)}"
+                % (_snapshot.SCHEMA, usage, "".join(doc(var) + ", " for var in self.core_vars),
+                   doc(self.ram or "None"), doc(self.swap), doc(self.iram), mapping(self.rails), doc(gpu),
+                   doc(self.emc), mapping(self.engines), mts))
+
     def code(self) -> str:
-        """The builder's source: ``build(g, received_at, source) -> Snapshot or None``."""
+        """The builder's source: ``build(g, received_at, source) -> (Snapshot, ints) or None``
+        and ``document(s, n) -> dict``, the snapshot's ``to_dict()`` made from its numbers."""
         def mapping(entries: Dict[str, str]) -> str:
             return "{%s}" % ", ".join("%r: %s" % item for item in entries.items())
 
         assert self.ram is not None  # describe() returns no shape without RAM
+        gpu = self.gpu()
         snap = self.new(
             Snapshot, self.ram, "received_at", "source", self.source_time, self.cores or "()", self.swap, self.iram,
-            mapping(self.temps), mapping(self.rails), self.gpu(), self.emc, mapping(self.engines), self.mts,
+            mapping(self.temps), mapping(self.rails), gpu, self.emc, mapping(self.engines), self.mts,
             mapping(self.extra))
-        body = "\n".join("    " + statement for statement in self.statements + ["return " + snap])
+        body = "\n".join("    " + statement for statement in self.statements + ["return %s, n" % snap])
+        document = "    return " + self.document(gpu)
         # Every int() at once, in C (map over an itemgetter): a third of the builder's time otherwise.
         ints: Dict[str, str] = {}
-        body = _INT_CODE_RE.sub(lambda m: ints.setdefault(m.group(1), "n[%d]" % len(ints)), body)
+        body, document = (_INT_CODE_RE.sub(lambda m: ints.setdefault(m.group(1), "n[%d]" % len(ints)), code)
+                          for code in (body, document))
         lines = ["_pick = _itemgetter(%s)" % "".join(i + ", " for i in ints),
                  "def build(g, received_at, source):"]
         if self.checks:
             lines.append("    if not (%s):" % " and ".join(self.checks))
             lines.append("        return None")
         lines.append("    n = %s" % ("tuple(map(int, _pick(g)))" if len(ints) > 1 else "(int(_pick(g)),)"))
-        return "\n".join(lines) + "\n" + body + "\n"
+        return "\n".join(lines + [body, "def document(s, n):", document]) + "\n"
 
 
 _NAMESPACE: Dict[str, Any] = {
     "_itemgetter": operator.itemgetter, "_new": object.__new__, "_set": object.__setattr__, "_GPU0": _snapshot.Gpu(),
+    "_format_timestamp": _snapshot.format_timestamp,
     **{cls.__name__: cls for cls in (Snapshot, _snapshot.CpuCore, _snapshot.Lfb, _snapshot.Ram, _snapshot.Swap,
                                       _snapshot.Iram, _snapshot.Rail, _snapshot.Engine, _snapshot.Emc,
                                       _snapshot.Gpu, _snapshot.Mts)},
@@ -289,13 +343,14 @@ def describe(text: str) -> Optional[Tuple[str, str]]:
 class _Compiled:
     """One compiled shape: its whole-line regex and builder."""
 
-    __slots__ = ("fullmatch", "build")
+    __slots__ = ("fullmatch", "build", "document")
 
     def __init__(self, pattern: str, code: str) -> None:
         namespace = dict(_NAMESPACE)
         exec(compile(code, "<tegrastats shape>", "exec"), namespace)  # noqa: S102 - our own generated code
         self.fullmatch = re.compile(pattern, re.ASCII).fullmatch
         self.build: _Builder = namespace["build"]
+        self.document: Callable[[Snapshot, Tuple[int, ...]], Document] = namespace["document"]
 
 
 class LineParser:
@@ -320,11 +375,19 @@ class LineParser:
     def parse(self, line: Union[str, bytes], received_at: Optional[float] = None, *,
               source: Optional[str] = None) -> Snapshot:
         """Parse one tegrastats line, exactly as ``parse_line(line, received_at, source=source)``."""
+        return self.parse_sample(line, received_at, source=source)[0]
+
+    def parse_sample(self, line: Union[str, bytes], received_at: Optional[float] = None, *,
+                     source: Optional[str] = None) -> Tuple[Snapshot, Optional[Callable[[], Document]]]:
+        """:meth:`parse`, and a function making the snapshot's ``to_dict()`` document from the
+        line's numbers (twice as fast), or None where ``to_dict`` is the way (a line that took
+        ``parse_line``). The function holds the line's numbers: drop it once it is not needed.
+        """
         if isinstance(line, bytes):
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
-                return parse_line(line)  # raises its ParseError
+                return parse_line(line), None  # parse_line raises its ParseError
         else:
             text = line
         text = " ".join(text.split())  # as parse_line normalises it
@@ -332,16 +395,16 @@ class LineParser:
             m = shape.fullmatch(text)
             if m is None:
                 continue
-            snapshot = shape.build(m.groups(), received_at, source)
-            if snapshot is None:  # the values take another branch of parse_line (a bad date)
+            built = shape.build(m.groups(), received_at, source)
+            if built is None:  # the values take another branch of parse_line (a bad date)
                 break
             if i:
                 self._shapes.insert(0, self._shapes.pop(i))
             self.hits += 1
-            return snapshot
+            return built[0], functools.partial(shape.document, *built)
         snapshot = parse_line(line, received_at, source=source)
         self._learn(text)
-        return snapshot
+        return snapshot, None
 
     def _learn(self, text: str) -> None:
         """Note the shape of ``text`` (a line parse_line read); compile it on its second sighting."""

@@ -40,13 +40,15 @@ def check(parser: LineParser, line: Union[str, bytes], received_at: Optional[flo
             parser.parse(line, received_at, source=source)
         assert (str(raised.value), raised.value.line) == (str(error), error.line)
         return
-    got = parser.parse(line, received_at, source=source)
+    got, make_document = parser.parse_sample(line, received_at, source=source)
     assert got == expected, line
     assert repr(got) == repr(expected), line
-    document = got.to_dict()
-    assert document == expected.to_dict(), line
-    assert encode_document(document) == encode_document(expected.to_dict()), line
-    assert json.dumps(document) == json.dumps(expected.to_dict()), line
+    wanted = expected.to_dict()
+    documents = [got.to_dict()] + ([make_document()] if make_document is not None else [])
+    for document in documents:  # to_dict(), and the compiled shape's document (hub.Sample's)
+        assert document == wanted, line
+        assert json.dumps(document) == json.dumps(wanted), line
+        assert encode_document(document) == encode_document(wanted), line
 
 
 def check_twice_each(lines: List[str]) -> LineParser:
@@ -231,14 +233,41 @@ def test_bytes_empty_and_foreign_text_are_parse_lines_answers():
             check(parser, line)
     for received_at, source in ((None, None), (0.0, "replay"), (1e9 + 0.9995, "x\u00e9")):
         check(parser, LINES[-1], received_at, source)
+    hits = parser.hits
+    assert parser.parse(LINES[-1], 5.0, source="s") == parse_line(LINES[-1], 5.0, source="s")
+    assert parser.hits == hits + 1
+
+
+def test_the_document_maker_of_a_compiled_shape_is_used_and_matches():
+    """Every real line's compiled shape makes its document; the numbers are the line's."""
+    for line in LINES:
+        parser = check_twice_each([line])
+        for k in (1, 5):
+            changed = renumber(line, k)
+            snapshot, make_document = parser.parse_sample(changed, 7.5, source="tegrastats")
+            if make_document is None:  # the renumbered line is another shape (a date, a bound)
+                continue
+            assert make_document() == parse_line(changed, 7.5, source="tegrastats").to_dict()
+            assert make_document() is not make_document()  # a fresh document each time
 
 
 def test_the_hub_uses_a_line_parser_and_publishes_parse_lines_documents():
     clock = iter(range(1764500000, 1764500100))
     hub = SnapshotHub("tegrastats", clock=lambda: float(next(clock)))
     board = SimulatedBoard(load_board("agx-orin"), random.Random(3))
-    for _ in range(10):
-        line = next(board)
+    lines = [next(board) for _ in range(10)]
+    for i, line in enumerate(lines):
         hub.feed_line(line)
-        assert hub.latest_document == parse_line(line, hub.latest.received_at, source="tegrastats").to_dict()
+        expected = parse_line(line, hub.latest.received_at, source="tegrastats").to_dict()
+        assert (hub.history[-1].make_document is not None) == (i >= 2)  # compiled from the third line on
+        if i % 2:
+            assert hub.latest_json == encode_document(expected)
+        assert hub.latest_document == expected
+        assert hub.history[-1].make_document is None  # used once, then dropped
     assert hub.parser.hits == 8
+    # an older sample never asked for drops the numbers it held; its document is to_dict's
+    hub.feed_line(lines[0])
+    hub.feed_line(lines[1])
+    older = hub.history[-2]
+    assert older.make_document is None and older._document is None
+    assert older.document == parse_line(lines[0], older.snapshot.received_at, source="tegrastats").to_dict()
