@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import operator
 import re
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from tegrastats_api import snapshot as _snapshot
 from tegrastats_api.parser import (
@@ -90,6 +90,8 @@ class _Shape:
         self.extra: Dict[str, str] = {}
         self.statements: List[str] = []
         self.values: Dict[str, Tuple[type, Tuple[str, ...]]] = {}  # variable: (class, field codes)
+        self.constants: Set[str] = set()  # variables made once, in the prelude
+        self.prelude: List[str] = []
 
     def new(self, cls: type, *values: str) -> str:
         """Code making a ``cls`` from ``values`` (its fields in order); returns its variable.
@@ -98,14 +100,20 @@ class _Shape:
         builder sets the same attributes, in the same order, as one ``__dict__`` (about twice
         as fast). A class with a ``__post_init__`` or slots keeps its ``__init__``.
         """
-        var = "v%d" % len(self.statements)
+        var = "v%d" % len(self.values)
         self.values[var] = (cls, values)
+        # An object without numbers (an ``off`` core or engine) is made once, with the builder,
+        # and shared by its snapshots: it is frozen.
+        constant = all(v in ("None", "True", "False") or v.isdigit() or v in self.constants for v in values)
+        if constant:
+            self.constants.add(var)
         if hasattr(cls, "__post_init__") or hasattr(cls, "__slots__"):
-            self.statements.append("%s = %s(%s)" % (var, cls.__name__, ", ".join(values)))
-            return var
-        names = [f.name for f in dataclasses.fields(cls)]
-        pairs = ", ".join("%r: %s" % pair for pair in zip(names, values))
-        self.statements.append("%s = _new(%s); _set(%s, '__dict__', {%s})" % (var, cls.__name__, var, pairs))
+            statement = "%s = %s(%s)" % (var, cls.__name__, ", ".join(values))
+        else:
+            names = [f.name for f in dataclasses.fields(cls)]
+            pairs = ", ".join("%r: %s" % pair for pair in zip(names, values))
+            statement = "%s = _new(%s); _set(%s, '__dict__', {%s})" % (var, cls.__name__, var, pairs)
+        (self.prelude if constant else self.statements).append(statement)
         return var
 
     def group(self) -> str:
@@ -140,7 +148,7 @@ class _Shape:
         if kind == "temp":
             codes = self.skeleton(m, kind, list(_NUMBERS[kind]))
             # parser._temperature inline: -256 (a sensor that is off) is None, -0.0 becomes 0.0
-            var = "t%d" % len(self.statements)
+            var = "t%d" % len(self.statements)  # (v0, v1... name objects)
             self.statements.append("%s = float(%s)" % (var, codes["temp_v"]))
             _put(self.temps, m.group("temp_n").lower(), "None if {0} == -256 else {0} + 0.0".format(var))
         elif kind == "rail":
@@ -299,7 +307,7 @@ class _Shape:
         ints: Dict[str, str] = {}
         body, document = (_INT_CODE_RE.sub(lambda m: ints.setdefault(m.group(1), "n[%d]" % len(ints)), code)
                           for code in (body, document))
-        lines = ["_pick = _itemgetter(%s)" % "".join(i + ", " for i in ints),
+        lines = self.prelude + ["_pick = _itemgetter(%s)" % "".join(i + ", " for i in ints),
                  "def build(g, received_at, source):"]
         if self.checks:
             lines.append("    if not (%s):" % " and ".join(self.checks))
