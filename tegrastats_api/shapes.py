@@ -398,21 +398,34 @@ class LineParser:
                 return parse_line(line), None  # parse_line raises its ParseError
         else:
             text = line
-        text = " ".join(text.split())  # as parse_line normalises it
-        for i, (_key, shape) in enumerate(self._shapes):
-            m = shape.fullmatch(text)
-            if m is None:
-                continue
+        # A shape admits single spaces between tokens only: a line one matches as it stands
+        # is normalised already (parse_line's " ".join(line.split()) would not change it).
+        text = text.rstrip()
+        found = self._find(text)
+        if found is None:
+            normalised = " ".join(text.split())
+            if normalised != text:
+                text, found = normalised, self._find(normalised)
+        if found is not None:
+            i, m = found
+            shape = self._shapes[i][1]
             built = shape.build(m.groups(), received_at, source)
-            if built is None:  # the values take another branch of parse_line (a bad date)
-                break
-            if i:
-                self._shapes.insert(0, self._shapes.pop(i))
-            self.hits += 1
-            return built[0], functools.partial(shape.document, *built)
+            if built is not None:  # else the values take another branch of parse_line (a bad date)
+                if i:
+                    self._shapes.insert(0, self._shapes.pop(i))
+                self.hits += 1
+                return built[0], functools.partial(shape.document, *built)
         snapshot = parse_line(line, received_at, source=source)
         self._learn(text)
         return snapshot, None
+
+    def _find(self, text: str) -> Optional[Tuple[int, re.Match[str]]]:
+        """The first compiled shape (most recently used first) that matches ``text``."""
+        for i, (_key, shape) in enumerate(self._shapes):
+            m = shape.fullmatch(text)
+            if m is not None:
+                return i, m
+        return None
 
     def _learn(self, text: str) -> None:
         """Note the shape of ``text`` (a line parse_line read); compile it on its second sighting."""

@@ -271,3 +271,17 @@ def test_the_hub_uses_a_line_parser_and_publishes_parse_lines_documents():
     older = hub.history[-2]
     assert older.make_document is None and older._document is None
     assert older.document == parse_line(lines[0], older.snapshot.received_at, source="tegrastats").to_dict()
+
+
+def test_other_whitespace_takes_the_compiled_shape_of_the_normalised_line():
+    """Trailing line ends, leading spaces, tabs, runs of spaces, a no-break space, a vertical
+    tab: parse_line reads ``" ".join(line.split())``, and so does the compiled shape."""
+    for line in LINES[::5]:
+        parser = check_twice_each([line])
+        hits = parser.hits
+        spaced = [line + "\n", line + " \r\n", "  " + line, line.replace(" ", "\t"), line.replace(" ", "  "),
+                  line.replace(" ", "\u00a0"), line.replace(" ", " \x0b"), line + "\u2028"]
+        for variant in spaced:
+            check(parser, variant)
+        assert parser.hits == hits + len(spaced)
+        check(parser, line.replace(" ", "\u200b"))  # a zero-width space is no space: another line
