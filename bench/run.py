@@ -2,7 +2,8 @@
 
 Measures (timings are printed and saved, never asserted):
 
-* parse rate over every real sample line;
+* parse rate over every real sample line, and over simulated lines of each board (same
+  shapes, other numbers), against the frozen baseline (bench/baseline/);
 * ``/api/status`` requests/s and latency at 50 keep-alive connections, next to a Tornado
   hello-world handler on the same interpreter in the same run (``wrk`` where installed,
   else an asyncio generator); the server on CPU 0, the load on CPU 1;
@@ -27,6 +28,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -37,7 +39,7 @@ import http_load
 from procstat import CpuMeter, fd_count, rss_mb
 from serverproc import ServerProcess, free_port, health, tegrastats_api_argv
 
-from tegrastats_api import __version__, parse_line
+from tegrastats_api import Snapshot, __version__, parse_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "fixtures" / "tegrastats" / "samples.tsv"
@@ -57,54 +59,86 @@ def load_lines() -> List[str]:
         return [row["line"] for row in csv.DictReader(f, delimiter="\t")]
 
 
-def parse_paths() -> Dict[str, Callable[[str], Any]]:
+VARIANTS_PER_LINE = 8  # simulated lines per real line, for the rate on lines whose numbers vary
+Stream = Tuple[int, str]  # (which board's stream, line)
+
+
+def variant_lines(lines: List[str]) -> List[Stream]:
+    """For each real line, :data:`VARIANTS_PER_LINE` lines of its board as the simulator writes
+    them (the line's shape, other numbers; seeded), tagged with the line's index: a board
+    prints one shape, so each index is one stream."""
+    from tegrastats_api.simulator import SimulatedBoard
+
+    streams: List[Stream] = []
+    for i, line in enumerate(lines):
+        board = SimulatedBoard([line], random.Random(i))
+        streams.extend((i, next(board)) for _ in range(VARIANTS_PER_LINE))
+    return streams
+
+
+def parse_paths(streams: int) -> Dict[str, Callable[[int, str], Any]]:
     """Today's parse paths and the frozen baseline's (bench/baseline/, the code before the
-    speed-ups): ``parse_line`` alone, and parse + snapshot document + JSON encoding (the
-    hub's work per sample: :func:`tegrastats_api.hub.encode_document`)."""
+    speed-ups): ``parse_line`` alone, the hub's parser (:class:`~tegrastats_api.shapes.LineParser`,
+    one per stream as each hub has its own), and parse + snapshot document + JSON encoding
+    (the hub's work per sample: ``LineParser.parse_sample``, the document as ``hub.Sample``
+    makes it, :func:`tegrastats_api.hub.encode_document`)."""
     from baseline.parser import parse_line as baseline_parse_line
 
     from tegrastats_api.hub import encode_document
+    from tegrastats_api.shapes import LineParser
 
     def baseline_encode(document: Dict[str, Any]) -> bytes:
         return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
+    def document(snapshot: Snapshot, make_document: Optional[Callable[[], Dict[str, Any]]]) -> Dict[str, Any]:
+        return make_document() if make_document is not None else snapshot.to_dict()  # as hub.Sample does
+
+    parsers = [LineParser() for _ in range(streams)]
     return {
-        "parse_line, baseline": lambda line: baseline_parse_line(line, 1.0, source="bench"),
-        "parse_line, today": lambda line: parse_line(line, 1.0, source="bench"),
-        "parse+to_dict+json, baseline": lambda line: baseline_encode(
+        "parse_line, baseline": lambda i, line: baseline_parse_line(line, 1.0, source="bench"),
+        "parse_line, today": lambda i, line: parse_line(line, 1.0, source="bench"),
+        "LineParser.parse, today": lambda i, line: parsers[i].parse(line, 1.0, source="bench"),
+        "parse+to_dict+json, baseline": lambda i, line: baseline_encode(
             baseline_parse_line(line, 1.0, source="bench").to_dict()),
-        "parse+to_dict+json, today": lambda line: encode_document(parse_line(line, 1.0, source="bench").to_dict()),
+        "parse+to_dict+json, today": lambda i, line: encode_document(document(
+            *parsers[i].parse_sample(line, 1.0, source="bench"))),
     }
 
 
-def bench_parse(lines: List[str], seconds: float = 2.0, rounds: int = 5) -> Dict[str, float]:
+def bench_parse(lines: List[Stream], seconds: float = 2.0, rounds: int = 5) -> Dict[str, float]:
     """Lines per second of each of :func:`parse_paths`, A/B interleaved: ``rounds`` rounds of
     ``seconds / rounds`` each, the paths taking turns, the best round of each kept (other
     work on the machine only ever slows a round down)."""
-    paths = parse_paths()
+    paths = parse_paths(1 + max(i for i, _ in lines))
     best = {name: 0.0 for name in paths}
     for _ in range(rounds):
         for name, work in paths.items():
             done, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds / rounds:
-                for line in lines:
-                    work(line)
+                for i, line in lines:
+                    work(i, line)
                 done += len(lines)
             best[name] = max(best[name], done / (time.perf_counter() - start))
     return best
 
 
 def section_parse(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
-    lines = load_lines()
-    rates = bench_parse(lines, 1.0 if quick else 4.0)
+    """The rates on the real lines, and on simulated lines of each board (numbers that vary)."""
     from tegrastats_api.hub import json_encoder
 
+    lines = load_lines()
+    sets = {"real": list(enumerate(lines)), "simulated": variant_lines(lines)}
+    rates = {name: bench_parse(streams, 1.0 if quick else 4.0) for name, streams in sets.items()}
     rows = []
-    for path in ("parse_line", "parse+to_dict+json"):
-        today, baseline = rates[path + ", today"], rates[path + ", baseline"]
-        rows.append(("parse rate, %s, %d real lines (lines/s): today / baseline, A/B interleaved%s"
-                     % (path, len(lines), "" if path == "parse_line" else " (JSON: %s)" % json_encoder()),
-                     "%.0f / %.0f (%.2fx)" % (today, baseline, today / baseline)))
+    for name, streams in sets.items():
+        what = ("%d real lines" % len(streams) if name == "real"
+                else "%d simulated lines, %d per real line" % (len(streams), VARIANTS_PER_LINE))
+        for path in ("parse_line", "LineParser.parse", "parse+to_dict+json"):
+            today, baseline = rates[name][path + ", today"], rates[name][path.replace("LineParser.parse", "parse_line")
+                                                                          + ", baseline"]
+            rows.append(("parse rate, %s, %s (lines/s): today / baseline, A/B interleaved%s"
+                         % (path, what, " (JSON: %s)" % json_encoder() if path.startswith("parse+") else ""),
+                         "%.0f / %.0f (%.2fx)" % (today, baseline, today / baseline)))
     return {"parse_rate": rates}, rows
 
 

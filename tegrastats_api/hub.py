@@ -1,6 +1,7 @@
 """The hub: one place where each tegrastats line becomes a sample for every client.
 
-What it does: :class:`SnapshotHub` parses each line once (:func:`parse_line`), keeps the
+What it does: :class:`SnapshotHub` parses each line once (its own
+:class:`~tegrastats_api.shapes.LineParser`: ``parse_line``, compiled per line shape), keeps the
 latest sample and a bounded history, encodes each sample's JSON document once (reused by
 REST and ``/ws``), encodes the REST section documents lazily once per sample, counts
 samples, parse errors and restarts, integrates each rail's energy (:mod:`tegrastats_api.energy`),
@@ -53,7 +54,8 @@ from typing import (
 
 from tegrastats_api.energy import EnergyMeter
 from tegrastats_api.fields import Path, merge_paths, project
-from tegrastats_api.parser import ParseError, parse_line
+from tegrastats_api.parser import ParseError
+from tegrastats_api.shapes import LineParser
 from tegrastats_api.snapshot import Snapshot
 from tegrastats_api.summary import summarize
 
@@ -100,8 +102,11 @@ def _orjson_module() -> Optional[ModuleType]:
 
 _stdlib_encode = json.JSONEncoder(separators=(",", ":")).encode
 # What orjson writes unlike json.dumps: exponents (1e-5 for 1e-05, 1e16 for 1e+16), found by
-# a digit before an "e" (also in some strings: those just take the standard encoder).
-_ORJSON_DIFFERS = re.compile(rb"[0-9][eE]")
+# a digit before an "e" (also in some strings: those just take the standard encoder). The
+# search is ``[0-9][eE]`` done as one translate (digits to 0, E to e) and a search for ``0e``:
+# four times faster than that regex on a 2 kB document (a literal search skips ahead).
+_EXPONENT_MARKS = bytes.maketrans(b"0123456789E", b"0000000000e")
+_EXPONENT_RE = re.compile(b"0e")
 
 
 def encode_document(document: Document) -> bytes:
@@ -121,7 +126,7 @@ def encode_document(document: Document) -> bytes:
         except TypeError:  # orjson.JSONEncodeError is a TypeError
             pass
         else:
-            if encoded.isascii() and _ORJSON_DIFFERS.search(encoded) is None:
+            if encoded.isascii() and _EXPONENT_RE.search(encoded.translate(_EXPONENT_MARKS)) is None:
                 return encoded
     return _stdlib_encode(document).encode("utf-8")
 
@@ -142,18 +147,22 @@ class Sample:
     subscriber), once: a server nobody is watching only parses its samples.
     """
 
-    __slots__ = ("snapshot", "seq", "_document", "_payload")
+    __slots__ = ("snapshot", "seq", "_document", "_payload", "make_document")
 
-    def __init__(self, snapshot: Snapshot, seq: int = 0) -> None:
+    def __init__(self, snapshot: Snapshot, seq: int = 0,
+                 make_document: Optional[Callable[[], Document]] = None) -> None:
         self.snapshot = snapshot
         self.seq = seq
+        # the parser's faster way to the snapshot's to_dict() (LineParser.parse_sample), if any
+        self.make_document = make_document
         self._document: Optional[Document] = None
         self._payload: Optional[bytes] = None
 
     @property
     def document(self) -> Document:
         if self._document is None:
-            self._document = self.snapshot.to_dict()
+            make, self.make_document = self.make_document, None
+            self._document = make() if make is not None else self.snapshot.to_dict()
         return self._document
 
     @property
@@ -274,6 +283,7 @@ class SnapshotHub:
         self.clock = clock
         self.interval_s = interval_s
         self.history: Deque[Sample] = collections.deque(maxlen=max(1, history_size))
+        self.parser = LineParser()  # parse_line's results, at a third of its cost per line
         self.state: Optional[str] = None
         self.samples = 0
         self.parse_errors = 0
@@ -306,11 +316,13 @@ class SnapshotHub:
         """Parse one line and publish it; a line that is not tegrastats is counted and logged."""
         now = self.clock()
         try:
-            snapshot = parse_line(line, received_at=now, source=self.source)
+            snapshot, make_document = self.parser.parse_sample(line, received_at=now, source=self.source)
         except ParseError:
             self._count_bad_line("unparseable line %r", line[:120])
             return
-        sample = Sample(snapshot, self.samples)
+        if self.history:  # an older sample's document, if ever asked for, comes from to_dict
+            self.history[-1].make_document = None
+        sample = Sample(snapshot, self.samples, make_document)
         self.history.append(sample)
         self._views.clear()
         self._field_views.clear()
