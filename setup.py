@@ -63,6 +63,7 @@ setup(
             "openapi-spec-validator>=0.7.1,!=0.7.2",
             "schemathesis>=3.39",
             "build",  # the sdist test builds with `python -m build`
+            "orjson",  # so that the tests cover the optional encoder (tests/test_hub.py)
             # MQTT tests (tests/test_mqtt.py): the server's client and the test subscriber, and
             # Jinja2 to render the Home Assistant templates as Home Assistant does
             "paho-mqtt>=1.6",
@@ -71,6 +72,9 @@ setup(
         # `--mqtt`: paho-mqtt 1.6 (Debian's and Ubuntu's python3-paho-mqtt) or 2.x (PyPI)
         "mqtt": ["paho-mqtt>=1.6"],
         "dev": ["ruff", "mypy"],
+        # Optional: the hub encodes each sample's JSON with orjson where installed (the
+        # same bytes as the standard json module; docs/PERFORMANCE.md).
+        "speed": ["orjson"],
     },
     entry_points={"console_scripts": ["tegrastats-api = tegrastats_api.cli:main"]},
     classifiers=[

@@ -74,14 +74,16 @@ class ServerProcess:
     """A server child pinned to ``cpu``; ``ready_s`` is spawn-to-first-200 on ``ready_path``."""
 
     def __init__(self, argv: List[str], port: int, *, cpu: Optional[int] = 0, ready_path: str = "/api/status",
-                 log_path: str = os.devnull, timeout: float = 20.0) -> None:
+                 log_path: str = os.devnull, timeout: float = 20.0,
+                 env: Optional[Dict[str, str]] = None, cwd: str = ROOT) -> None:
         self.port = port
         self.url = "http://%s:%d" % (HOST, port)
         self._log = open(log_path, "ab")
         start = time.perf_counter()
         self.proc = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=clean_env(),
-            cwd=ROOT, preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None,
+            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(clean_env(), **(env or {})),
+            cwd=cwd, preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None,
         )
         deadline = start + timeout
         while http_status(port, ready_path) != 200:

@@ -2,7 +2,8 @@
 
 What it does: :func:`make_app` holds the whole route table (REST, ``/ws``, ``/socket.io/``
 and the dashboard's static files). :class:`Server` picks the source (docs/API.md
-section 6.3), builds the hub, the Socket.IO server and the application, listens (port 0
+section 6.3), builds the hub and the application (the Socket.IO server is made at the first
+``/socket.io/`` request: :mod:`tegrastats_api.sio_route`), listens (port 0
 picks a free port, see :attr:`Server.port`), starts the source (and, with ``--mqtt``, the
 MQTT bridge), and stops in order: stop accepting, close ``/ws`` clients with a close frame,
 disconnect Socket.IO clients, stop MQTT (publishing ``offline``), stop the source (no
@@ -25,16 +26,15 @@ import os
 import random
 import signal
 import threading
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Union
 
-import socketio
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
+from tornado.routing import PathMatches, Rule
 from tornado.web import Application
 
 from tegrastats_api.addresses import open_urls
 from tegrastats_api.board import BoardReader, sysroot_from_environ
-from tegrastats_api.compat import shutdown_sio
 from tegrastats_api.handlers import (
     BoardHandler,
     HealthHandler,
@@ -49,17 +49,17 @@ from tegrastats_api.handlers import (
 )
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.logbudget import BUDGETED_LOGGERS, LogBudget, install_log_budget
-from tegrastats_api.metrics import make_registry
-from tegrastats_api.mqtt import MqttBridge
-from tegrastats_api.openapi import encode_spec
-from tegrastats_api.sio import make_sio, make_sio_handler, snapshot_namespace
+from tegrastats_api.metrics import Exporter
+from tegrastats_api.sio_route import SocketIORoute
 from tegrastats_api.plan import SourcePlan, plan_source
 from tegrastats_api.replay import ReplaySource
 from tegrastats_api.settings import Config
-from tegrastats_api.simulator import SimulatedBoard
 from tegrastats_api.source import TegrastatsProcess
 from tegrastats_api.tokens import install_token_log_filter, log_request
 from tegrastats_api.websocket import SnapshotSocket
+
+if TYPE_CHECKING:  # pragma: no cover - imported with --mqtt only (start)
+    from tegrastats_api.mqtt import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def default_static_dir() -> str:
 def make_app(
     hub: SnapshotHub,
     limiter: ConnectionLimiter,
-    sio: socketio.AsyncServer,
+    socketio_route: SocketIORoute,
     config: Config,
     *,
     static_dir: Optional[str] = None,
@@ -167,15 +167,15 @@ def make_app(
         (r"/api/power", SectionHandler, dict(common, section="power")),
         (r"/api/summary", SummaryHandler, common),
         (r"/api/history", HistoryHandler, common),
-        (r"/api/openapi\.json", OpenAPIHandler, dict(common, document=encode_spec())),
-        (r"/metrics", MetricsHandler, dict(common, registry=make_registry(hub, limiter, board))),
+        (r"/api/openapi\.json", OpenAPIHandler, dict(common, encoded=[])),
+        (r"/metrics", MetricsHandler, dict(common, exporter=Exporter(hub, limiter, board))),
         (r"/api/.*", NotFoundHandler, common),
         (r"/ws", SnapshotSocket, common),
-        (r"/socket\.io/", make_sio_handler(sio, config)),
+        Rule(PathMatches(r"/socket\.io/"), socketio_route),  # python-socketio imported at its first request
         (r"/(.*)", StaticHandler,
          {"path": static_dir or default_static_dir(), "default_filename": "index.html"}),
     ]
-    return Application(
+    app = Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=common,
@@ -186,6 +186,8 @@ def make_app(
         autoreload=False,
         log_function=log_request,  # the access log without ?token= values
     )
+    socketio_route.bind(app)
+    return app
 
 
 def make_source(plan: SourcePlan, hub: SnapshotHub, config: Config) -> Source:
@@ -194,6 +196,8 @@ def make_source(plan: SourcePlan, hub: SnapshotHub, config: Config) -> Source:
         return TegrastatsProcess(plan.argv, hub.feed_line, hub.set_state, hub.discard)
     lines: Iterable[str] = plan.lines
     if plan.kind == "simulator":  # new lines in the board's format, not the recorded ones
+        from tegrastats_api.simulator import SimulatedBoard  # only here: 0.7 MB a real board never needs
+
         lines = SimulatedBoard(plan.lines, random.Random(), interval_s=config.update_interval)
     return ReplaySource(
         lines, hub.feed_line, hub.set_state, hub.discard,
@@ -216,12 +220,17 @@ class Server:
         self.sysroot = sysroot if sysroot is not None else sysroot_from_environ(os.environ)
         self.hub: Optional[SnapshotHub] = None
         self.limiter = ConnectionLimiter(config.max_connections)
-        self.sio: Optional[socketio.AsyncServer] = None
+        self.socketio: Optional[SocketIORoute] = None
         self.source: Optional[Source] = None
         self.mqtt: Optional[MqttBridge] = None  # with --mqtt
         self.port: Optional[int] = None
         self._http: Optional[HTTPServer] = None
         self._hurried = False
+
+    @property
+    def sio(self) -> Any:
+        """The python-socketio ``AsyncServer``: None until the first ``/socket.io/`` request."""
+        return None if self.socketio is None else self.socketio.sio
 
     @property
     def url(self) -> str:
@@ -253,11 +262,14 @@ class Server:
         self.hub = hub = SnapshotHub(
             plan.kind, history_size=config.history_size, interval_s=config.update_interval, board=plan.board
         )
-        self.sio = make_sio(hub, self.limiter, config)
+        self.socketio = SocketIORoute(hub, self.limiter, config)
         board = BoardReader.for_source(plan.kind, plan.board, self.sysroot)
         # before listening: a missing paho-mqtt or a bad CA file leaves nothing running
-        self.mqtt = MqttBridge(config, hub, board) if config.mqtt is not None else None
-        self._listen(make_app(hub, self.limiter, self.sio, config, board=board))
+        if config.mqtt is not None:  # its modules only when MQTT is on
+            from tegrastats_api.mqtt import MqttBridge
+
+            self.mqtt = MqttBridge(config, hub, board)
+        self._listen(make_app(hub, self.limiter, self.socketio, config, board=board))
         if plan.warning:  # once every setting has proved good: a failed start logs no warning
             log.warning("!!! %s", plan.warning)
         self.source = make_source(plan, hub, config)
@@ -308,8 +320,8 @@ class Server:
         for owner in self.limiter.owners():
             if isinstance(owner, SnapshotSocket):
                 owner.shutdown()
-        if self.sio is not None:
-            await snapshot_namespace(self.sio).disconnect_all()
+        if self.socketio is not None:
+            await self.socketio.close()
         await _wait_for(lambda: self._hurried or self.limiter.count == 0, CLOSE_WAIT_S)
         if self.mqtt is not None:
             await self.mqtt.stop(hurried=self._hurried)  # publishes `offline`
@@ -319,8 +331,8 @@ class Server:
             await asyncio.wait_for(http.close_all_connections(), CLOSE_WAIT_S)
         except asyncio.TimeoutError:
             log.debug("some HTTP connections were still open at shutdown")
-        if self.sio is not None:
-            await shutdown_sio(self.sio)
+        if self.socketio is not None:
+            await self.socketio.shutdown()
         log.info("stopped")
 
 

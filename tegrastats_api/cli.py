@@ -83,30 +83,9 @@ def configure_logging(level: str, stream: IO[str]) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
-# The *client* modules of python-engineio and python-socketio import these when they are
-# installed; the server never uses them, and they cost about 6 MB of RSS and a tenth of a
-# second of start-up (docs/PERFORMANCE.md). `run` owns its process, so it hides them while
-# the server modules load.
-CLIENT_ONLY_MODULES = ("requests", "websocket", "aiohttp")
-
-
-def import_server_modules() -> None:
-    """Import the server side without the Socket.IO client's optional dependencies."""
-    hidden = [name for name in CLIENT_ONLY_MODULES if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
-    try:
-        import tegrastats_api.app  # noqa: F401
-    finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
-
-
 def cmd_run(loaded: Loaded, console: Console) -> int:
     config = loaded.config
     check_files(config)  # every setting is checked before anything is logged or bound
-    import_server_modules()
     from tegrastats_api.app import ListenError, run
     from tegrastats_api.source import TegrastatsNotFoundError
 

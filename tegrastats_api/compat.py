@@ -9,7 +9,7 @@ so that it can be deleted once they are no longer supported.
   its own class (from 6.2 that name is ``asyncio.TimeoutError``).
 - :func:`connection_refused`: python-socketio 5.0's ``ConnectionRefusedError("why")`` sends the
   bare JSON string ``"why"`` (5.1+: ``{"message": "why"}``, which clients read).
-- :class:`AuthKeepingServer`: python-socketio 5.0 drops the auth object of the CONNECT packet
+- :func:`auth_keeping_server`: python-socketio 5.0 drops the auth object of the CONNECT packet
   (5.1+ passes it to the connect handler as ``auth``); :func:`connect_auth` reads it on both.
 - :func:`shutdown_sio`: python-socketio < 5.12 has no ``AsyncServer.shutdown()``.
 - :func:`enter_room`: python-socketio < 5.10's ``AsyncServer.enter_room`` is a plain function
@@ -23,7 +23,8 @@ Sending to one Socket.IO client uses ``room=sid``, which every 5.x release accep
 (``to=`` came in 5.1), so it needs no bridge.
 
 What it does not: pick features by version number; every bridge tests for the behaviour
-itself, so a backported fix is used as it is.
+itself, so a backported fix is used as it is. Nor import python-socketio before a Socket.IO
+server is made (:mod:`tegrastats_api.sio_route` defers that until the first request).
 """
 from __future__ import annotations
 
@@ -31,11 +32,13 @@ import asyncio
 import inspect
 import sys
 from datetime import timedelta
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
-import socketio
 import tornado.util
 from tornado.locks import Event
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; imported when a Socket.IO server is made
+    import socketio
 
 # tornado 6.1 raises its own TimeoutError from gen.with_timeout (and so Event.wait);
 # from 6.2 on the two names are one class, and the tuple is harmless.
@@ -57,39 +60,49 @@ def connection_refused(message: str) -> socketio.exceptions.ConnectionRefusedErr
     Clients read the reason from that object (socket.io-client's ``err.message``, the
     dashboard, ``tegrastats-api test``); python-socketio 5.0 would send ``message`` alone.
     """
+    import socketio
+
     exc = socketio.exceptions.ConnectionRefusedError(message)
     exc.error_args = {"message": message}
     return exc
 
 
-# python-socketio 5.1 added the CONNECT packet's data to _handle_connect (and passes it on).
-_CONNECT_TAKES_AUTH = "data" in inspect.signature(socketio.AsyncServer._handle_connect).parameters
 _AUTH_KEY = "tegrastats_api.auth"
 
 
-class AuthKeepingServer(socketio.AsyncServer):
-    """``socketio.AsyncServer`` that, on python-socketio 5.0, keeps the CONNECT packet's auth
-    object in the session's WSGI-style environ for :func:`connect_auth` (5.0 discards it).
+def auth_keeping_server(**options: Any) -> socketio.AsyncServer:
+    """A ``socketio.AsyncServer(**options)`` whose connect handler gets the CONNECT packet's
+    auth object through :func:`connect_auth` on every version.
 
-    Only a text CONNECT packet is looked at, and only to copy its data; a packet that does not
-    decode is passed on untouched for python-socketio to deal with as it always does.
+    python-socketio 5.1 added the packet's data to ``_handle_connect`` (and passes it on as
+    ``auth``): there it is the plain server. On 5.0, which discards it, a subclass keeps it
+    in the session's WSGI-style environ. Only a text CONNECT packet is looked at, and only to
+    copy its data; a packet that does not decode is passed on untouched for python-socketio to
+    deal with as it always does.
     """
+    import socketio
 
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        if not _CONNECT_TAKES_AUTH and isinstance(data, str) and data[:1] == "0":
-            try:
-                pkt = socketio.packet.Packet(encoded_packet=data)
-            except ValueError:
-                pkt = None
-            environ = self.environ.get(eio_sid)
-            if pkt is not None and environ is not None:
-                environ[_AUTH_KEY] = pkt.data
-        await super()._handle_eio_message(eio_sid, data)
+    if "data" in inspect.signature(socketio.AsyncServer._handle_connect).parameters:
+        return socketio.AsyncServer(**options)
+
+    class AuthKeepingServer(socketio.AsyncServer):  # python-socketio 5.0
+        async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+            if isinstance(data, str) and data[:1] == "0":
+                try:
+                    pkt = socketio.packet.Packet(encoded_packet=data)
+                except ValueError:
+                    pkt = None
+                environ = self.environ.get(eio_sid)
+                if pkt is not None and environ is not None:
+                    environ[_AUTH_KEY] = pkt.data
+            await super()._handle_eio_message(eio_sid, data)
+
+    return AuthKeepingServer(**options)
 
 
 def connect_auth(environ: Dict[str, Any], auth: Optional[Any]) -> Optional[Any]:
     """The auth object of a Socket.IO connect: ``auth`` as passed (5.1+), else what
-    :class:`AuthKeepingServer` kept (5.0)."""
+    :func:`auth_keeping_server` kept (5.0)."""
     return auth if auth is not None else environ.get(_AUTH_KEY)
 
 

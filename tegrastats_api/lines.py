@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, List, Tuple
+from typing import Callable, List, Tuple, cast
 
 from tornado.iostream import PipeIOStream, StreamClosedError
 
@@ -68,13 +68,16 @@ async def read_lines(stream: PipeIOStream, limit: int, handle: Callable[[Lines],
     splitter = LineSplitter(limit)
     while True:
         try:
-            chunk = await stream.read_bytes(READ_CHUNK, partial=True)
+            reading = cast("asyncio.Future[bytes]", stream.read_bytes(READ_CHUNK, partial=True))  # a Future
+            if reading.done():
+                # Data already there completes the read without a trip through the loop:
+                # yield first, or a child that writes without pause would hold up every
+                # request and signal. (The usual read waits for the next line: no extra trip.)
+                await asyncio.sleep(0)
+            chunk = await reading
         except StreamClosedError:
             return splitter.pending
         handle(splitter.feed(chunk))
-        # A read of data already buffered completes without a trip through the loop: yield,
-        # or a child that writes without pause would hold up every request and signal.
-        await asyncio.sleep(0)
 
 
 class SkipLog:

@@ -8,7 +8,8 @@ label per dimension (``core``, ``gpc``, ``engine``, ``sensor``, ``rail``). A val
 document holds as null gives no sample; the family is still declared (HELP and TYPE), so
 a name exists on every board once there is data. :func:`make_registry` gives each server
 its own ``CollectorRegistry`` (never the global default one) and :func:`render` its
-exposition text. :func:`guess_board` names the board for ``jetson_info``.
+exposition text; :class:`Exporter` makes that registry at the first scrape, so that a server
+nobody scrapes never imports ``prometheus_client``. :func:`guess_board` names the board for ``jetson_info``.
 
 The board's own facts (:mod:`tegrastats_api.board`, read at most every few seconds) add
 ``model``, ``l4t`` and ``jetpack`` labels to ``jetson_info`` (empty when unknown),
@@ -24,15 +25,16 @@ What it does not: serve HTTP (see :mod:`tegrastats_api.handlers`) or read any cl
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from tegrastats_api import __version__
 from tegrastats_api.board import BoardFacts, BoardReader
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 from tegrastats_api.summary import input_power_mw
+
+if TYPE_CHECKING:  # prometheus_client is imported at the first scrape (Exporter), not at start-up
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,15 @@ def _family(kind: Any, name: str, help_text: str, labels: Sequence[str], rows: I
 
 def _gauge(name: str, help_text: str, labels: Sequence[str], rows: Iterable[Row]) -> Metric:
     """A gauge family ``jetson_<name>``."""
+    from prometheus_client.core import GaugeMetricFamily
+
     return _family(GaugeMetricFamily, name, help_text, labels, rows)
 
 
 def _counter(name: str, help_text: str, labels: Sequence[str], rows: Iterable[Row]) -> Metric:
     """A counter family ``jetson_<name>_total`` (``name`` without the suffix)."""
+    from prometheus_client.core import CounterMetricFamily
+
     return _family(CounterMetricFamily, name, help_text, labels, rows)
 
 
@@ -255,6 +261,8 @@ def make_registry(
 ) -> CollectorRegistry:
     """A registry of this server's own (not the process-wide default) holding one collector;
     without ``board``, no board file is read."""
+    from prometheus_client import CollectorRegistry
+
     registry = CollectorRegistry(auto_describe=False)
     board = board or BoardReader.for_source(hub.source, hub.board, None)
     registry.register(SnapshotCollector(hub, limiter, board))  # type: ignore[arg-type]
@@ -263,4 +271,34 @@ def make_registry(
 
 def render(registry: CollectorRegistry) -> bytes:
     """The registry in the Prometheus text format (``CONTENT_TYPE_LATEST``)."""
+    from prometheus_client import generate_latest
+
     return generate_latest(registry)
+
+
+class Exporter:
+    """What ``GET /metrics`` serves: the registry of :func:`make_registry`, made (and
+    ``prometheus_client`` imported, about 2 MB of RSS) at the first scrape, not at start-up:
+    most monitors are never scraped."""
+
+    def __init__(self, hub: SnapshotHub, limiter: ConnectionLimiter, board: Optional[BoardReader] = None) -> None:
+        self.hub = hub
+        self.limiter = limiter
+        self.board = board
+        self._registry: Optional[CollectorRegistry] = None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        if self._registry is None:
+            self._registry = make_registry(self.hub, self.limiter, self.board)
+        return self._registry
+
+    @property
+    def content_type(self) -> str:
+        """prometheus_client's ``CONTENT_TYPE_LATEST`` (the text format version it writes)."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return str(CONTENT_TYPE_LATEST)
+
+    def render(self) -> bytes:
+        return render(self.registry)

@@ -73,7 +73,8 @@ class ParseError(ValueError):
 # is off, ``-40C``) and any value of a power rail (``VDD_CPU_CV -398mW/-398mW``, seen on an
 # AGX Orin without root, JetPack 6). Loads, clocks and sizes are counts and never negative:
 # a minus sign there is not understood, and the token goes to ``extra`` as printed.
-_N = r"[0-9]{1,10}"
+_N_DIGITS = 10
+_N = r"[0-9]{1,%d}" % _N_DIGITS
 _SIGNED = r"-?" + _N
 _T = r"-?[0-9]{1,4}(?:\.[0-9]{1,6})?"
 _NAME = r"[A-Z][A-Z0-9_]*"
@@ -125,6 +126,9 @@ _Clock = Tuple[Optional[int], Optional[List[int]], bool]
 
 def _put(mapping: Dict[str, _V], key: str, value: _V) -> None:
     """Insert ``key``; a repeated key gets ``_2``, ``_3``... in order of appearance."""
+    if key not in mapping:
+        mapping[key] = value
+        return
     if key in mapping:
         n = 2
         while "%s_%d" % (key, n) in mapping:
@@ -139,7 +143,7 @@ def _clock(text: str) -> Optional[_Clock]:
         return None, None, True
     if text.isdigit():
         return None, [int(text)], False
-    m = CLOCK_RE.match(text)
+    m = CLOCK_RE.match(text)  # TOKEN_RE admitted the text: ASCII digits and %@[,] only
     if m is None:  # pragma: no cover - TOKEN_RE admits only the forms above
         return None
     usage = None if m.group("usage") is None else int(m.group("usage"))
@@ -165,6 +169,16 @@ def _cores(listing: str, shared_freq: Optional[str]) -> Optional[Tuple[CpuCore, 
         if entry in ("off", ""):
             cores.append(CpuCore(i, False))
             continue
+        # The common forms ``N%@F`` and ``N%`` without the regex (the listing holds only
+        # ASCII digits, ``%@,of`` and spaces: TOKEN_RE); anything else takes CPU_CORE_RE.
+        usage, percent, rest = entry.partition("%")
+        if percent and usage.isdigit() and len(usage) <= _N_DIGITS:
+            if not rest:
+                cores.append(CpuCore(i, True, int(usage), shared))
+                continue
+            if rest[0] == "@" and rest[1:].isdigit() and len(rest) <= _N_DIGITS + 1:
+                cores.append(CpuCore(i, True, int(usage), int(rest[1:])))
+                continue
         m = CPU_CORE_RE.match(entry)
         if m is None:
             return None
@@ -202,35 +216,33 @@ class _Line:
     def token(self, m: re.Match[str]) -> None:
         """Store one matched token in its section (or in ``extra``)."""
         kind = m.lastgroup
-        g = m.group
-        if kind == "ram" and self.ram is None:
-            lfb = None
-            if g("lfb_n") is not None:
-                lfb = Lfb(int(g("lfb_n")), int(g("lfb_s")), g("lfb_unit"))
-            self.ram = Ram(int(g("ram_u")), int(g("ram_t")), lfb)
+        if kind == "temp":  # the most frequent kinds first
+            name, value = m.group("temp_n", "temp_v")
+            _put(self.temps, name.lower(), _temperature(value))
+        elif kind == "clk":
+            self._clock_token(*m.group("clk_n", "clk_v"))
+        elif kind == "rail":
+            name, current, average, maximum = m.group("rail_n", "rail_c", "rail_a", "rail_x")
+            _put(self.rails, name.lower(), Rail(int(current), None if average is None else int(average),
+                                                None if maximum is None else int(maximum)))
+        elif kind == "ram" and self.ram is None:
+            used, total, lfb_n, lfb_s, lfb_unit = m.group("ram_u", "ram_t", "lfb_n", "lfb_s", "lfb_unit")
+            lfb = None if lfb_n is None else Lfb(int(lfb_n), int(lfb_s), lfb_unit)
+            self.ram = Ram(int(used), int(total), lfb)
         elif kind == "swap" and self.swap is None:
-            cached = None if g("swap_c") is None else int(g("swap_c"))
-            self.swap = Swap(int(g("swap_u")), int(g("swap_t")), cached)
+            used, total, cached = m.group("swap_u", "swap_t", "swap_c")
+            self.swap = Swap(int(used), int(total), None if cached is None else int(cached))
         elif kind == "iram" and self.iram is None:
-            lfb_kb = None if g("iram_l") is None else int(g("iram_l"))
-            self.iram = Iram(int(g("iram_u")), int(g("iram_t")), lfb_kb)
+            used, total, lfb_kb = m.group("iram_u", "iram_t", "iram_l")
+            self.iram = Iram(int(used), int(total), None if lfb_kb is None else int(lfb_kb))
         elif kind == "cpu" and self.cores is None:
-            cores = _cores(g("cpu_list"), g("cpu_f"))
+            cores = _cores(*m.group("cpu_list", "cpu_f"))
             if cores is None:
-                self._split_unknown(g("cpu"))
+                self._split_unknown(m.group("cpu"))
             else:
                 self.cores = cores
         elif kind == "mts" and self.mts is None:
-            self.mts = Mts(int(g("mts_fg")), int(g("mts_bg")))
-        elif kind == "temp":
-            current = _temperature(g("temp_v"))
-            _put(self.temps, g("temp_n").lower(), current)
-        elif kind == "rail":
-            average = None if g("rail_a") is None else int(g("rail_a"))
-            maximum = None if g("rail_x") is None else int(g("rail_x"))
-            _put(self.rails, g("rail_n").lower(), Rail(int(g("rail_c")), average, maximum))
-        elif kind == "clk":
-            self._clock_token(g("clk_n"), g("clk_v"))
+            self.mts = Mts(int(m.group("mts_fg")), int(m.group("mts_bg")))
         else:  # a bare word, or a second RAM/SWAP/IRAM/CPU/MTS block
             self._split_unknown(m.group(kind or "word"))
 
@@ -312,8 +324,9 @@ def parse_line(
             state.unknown(stamp.group(0))
         pos = stamp.end()
     pending_word: Optional[str] = None
-    while pos < len(text):
-        m = TOKEN_RE.match(text, pos)
+    match, end = TOKEN_RE.match, len(text)
+    while pos < end:
+        m = match(text, pos)
         if m is None:  # pragma: no cover - the word alternative matches any non-space run
             break
         pos = m.end()

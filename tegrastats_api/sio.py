@@ -18,7 +18,10 @@ the ones that never join and the polling ones whose client left. The handler her
 handshake (a request without ``sid``) without the token when one is set (401 before any
 session exists), and one over that cap (503).
 
-What it does not: encode documents (python-socketio does, per emit), or keep a backlog:
+Each sample's Socket.IO packet is made once from the hub's JSON (:func:`event_packet`) and
+queued for every accepted client through python-engineio's public ``send``.
+
+What it does not: encode documents (the hub does, once per sample), or keep a backlog:
 a polling client whose Engine.IO queue is already full skips samples, and clients that
 stop answering pings are dropped by Engine.IO after ``ping_interval + ping_timeout``.
 Works with python-socketio 5.0.3/python-engineio 4.0 and newer (see :mod:`tegrastats_api.compat`).
@@ -35,8 +38,10 @@ import engineio.payload
 import socketio
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
 
-from tegrastats_api.compat import AuthKeepingServer, connect_auth, connection_refused, enter_room
+from tegrastats_api.compat import auth_keeping_server, connect_auth, connection_refused, enter_room
 from tegrastats_api.settings import Config
 from tegrastats_api.handlers import (
     ALLOW_HEADERS,
@@ -46,7 +51,7 @@ from tegrastats_api.handlers import (
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 from tegrastats_api.sessions import EngineSessions, payload_ok
 from tegrastats_api.tokens import request_token, token_valid
-from tegrastats_api.websocket import JSONErrorAnswers
+from tegrastats_api.websocket import JSONErrorAnswers, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,15 @@ class SnapshotNamespace(socketio.AsyncNamespace):
         self.limiter = limiter
         self.config = config
         self.sessions: Optional[EngineSessions] = None  # set by make_sio
+        # The newest sample's Engine.IO message as python-engineio writes it to a WebSocket
+        # (``4`` and the Socket.IO packet), and that message's WebSocket frame.
+        self._wire: Tuple[str, bytes] = ("", b"")
+
+    def frame_of(self, message: str) -> Optional[bytes]:
+        """The WebSocket frame of ``message`` when it is the newest sample's Engine.IO
+        message (built once for every client), else None."""
+        text, frame = self._wire
+        return frame if message == text else None
 
     async def on_connect(self, sid: str, environ: Dict[str, Any], auth: Any = None) -> None:
         # Whatever goes wrong here must end in a refusal: an exception python-socketio does
@@ -78,6 +92,7 @@ class SnapshotNamespace(socketio.AsyncNamespace):
             refusal = await self._admit(sid, environ, auth)
         except Exception as exc:  # noqa: BLE001 - any failure refuses; never log the token
             self.limiter.release(sid)
+            self._unsubscribe_when_alone()
             log.warning("Socket.IO connect refused: its check failed (%s)", type(exc).__name__)
             raise connection_refused(CONNECT_FAILED) from None
         if refusal is not None:
@@ -93,10 +108,18 @@ class SnapshotNamespace(socketio.AsyncNamespace):
             log.warning("Socket.IO client refused: %s", self.limiter.refusal())
             return self.limiter.refusal()
         await enter_room(self.server, sid, ACCEPTED_ROOM, NAMESPACE)
+        self.hub.subscribe(self.on_sample)  # idempotent
         return None
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.limiter.release(sid)
+        self._unsubscribe_when_alone()
+
+    def _unsubscribe_when_alone(self) -> None:
+        """Stop getting samples once no Socket.IO client holds a slot: the hub then has no
+        document to make for us (a server nobody watches only parses)."""
+        if not any(isinstance(owner, str) for owner in self.limiter.owners()):
+            self.hub.unsubscribe(self.on_sample)
 
     async def _send_latest(self, sid: str) -> None:
         # The CONNECT packet goes out after on_connect returns (and newer versions mark
@@ -112,18 +135,27 @@ class SnapshotNamespace(socketio.AsyncNamespace):
     def on_sample(self, document: Document, payload: bytes) -> None:
         """Hub subscriber: schedule the broadcast; never waits for any client."""
         if any(isinstance(owner, str) for owner in self.limiter.owners()):
-            IOLoop.current().spawn_callback(self._broadcast, document)
+            packet = event_packet(EVENT, payload)
+            wire = "4" + packet  # Engine.IO's MESSAGE packet as encoded for a WebSocket
+            self._wire = (wire, text_frame(wire.encode("utf-8")))
+            IOLoop.current().spawn_callback(self._broadcast, packet)
 
-    async def _broadcast(self, document: Document) -> None:
-        await self.emit(EVENT, document, room=ACCEPTED_ROOM, skip_sid=self._backlogged() or None)
+    async def _broadcast(self, packet: str) -> None:
+        """Send one encoded Socket.IO packet to every accepted client whose Engine.IO queue
+        is not backlogged (slow pollers skip samples).
 
-    def _backlogged(self) -> List[str]:
-        """Clients with more than MAX_BACKLOG Engine.IO packets still queued (slow pollers)."""
-        slow = []
-        for sid in self.limiter.owners():
-            if isinstance(sid, str) and _queued(self.server, sid) > MAX_BACKLOG:
-                slow.append(sid)
-        return slow
+        ``AsyncServer.emit`` would encode the document again (python-socketio < 5.8: once per
+        client) and make a task per client; the packet here is the hub's JSON of the sample,
+        encoded once, handed to each client's Engine.IO queue with the public
+        ``AsyncServer.send`` of python-engineio (same in 4.0 and 4.15): the bytes on the wire
+        are those ``emit`` would send (:func:`event_packet`).
+        """
+        eio = self.server.eio
+        for _sid, eio_sid in list(self.server.manager.get_participants(NAMESPACE, ACCEPTED_ROOM)):
+            socket = eio.sockets.get(eio_sid)
+            if socket is None or _backlog(socket) > MAX_BACKLOG:
+                continue
+            await eio.send(eio_sid, packet)
 
     async def disconnect_all(self) -> None:
         """Disconnect every Socket.IO client and stop watching sessions (server shutdown)."""
@@ -149,12 +181,17 @@ def _handshake_token_ok(expected: Optional[str], request: HTTPServerRequest) -> 
         return False
 
 
-def _queued(sio: socketio.AsyncServer, sid: str) -> int:
-    """Engine.IO packets waiting for ``sid`` (0 when unknown)."""
-    eio_sid = sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-    socket = sio.eio.sockets.get(eio_sid) if eio_sid else None
+def _backlog(socket: Any) -> int:
+    """Engine.IO packets waiting in one session's queue (0 when it has none)."""
     queue = getattr(socket, "queue", None)
     return queue.qsize() if queue is not None else 0
+
+
+def event_packet(event: str, payload: bytes) -> str:
+    """The Socket.IO EVENT packet ``[event, document]`` of the default namespace, from the
+    document's compact JSON: the text python-socketio's ``Packet(EVENT, data=[event,
+    document]).encode()`` gives (``2`` then ``json.dumps(..., separators=(",", ":"))``)."""
+    return '2["%s",%s]' % (event, payload.decode("utf-8"))
 
 
 def library_logger(name: str) -> logging.Logger:
@@ -179,7 +216,7 @@ def make_sio(hub: SnapshotHub, limiter: ConnectionLimiter, config: Config) -> so
     that check and its CORS headers off, and the handler from :func:`make_sio_handler`
     applies our rule to every request instead.
     """
-    sio = AuthKeepingServer(
+    sio = auth_keeping_server(
         async_mode="tornado",
         cors_allowed_origins=[],
         ping_interval=PING_INTERVAL_S,
@@ -189,8 +226,7 @@ def make_sio(hub: SnapshotHub, limiter: ConnectionLimiter, config: Config) -> so
     )
     namespace = SnapshotNamespace(hub, limiter, config)
     namespace.sessions = EngineSessions(sio, limiter, NAMESPACE)
-    sio.register_namespace(namespace)
-    hub.subscribe(namespace.on_sample)
+    sio.register_namespace(namespace)  # subscribed to the hub while it has clients
     return sio
 
 
@@ -207,6 +243,7 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
     if made is None:
         raise ValueError("make the Socket.IO server with make_sio")
     sessions: EngineSessions = made
+    namespace = snapshot_namespace(sio)
 
     class SocketIOHandler(JSONErrorAnswers, base):  # type: ignore[misc, valid-type]
         allowed_methods = ALLOWED_METHODS
@@ -325,6 +362,24 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
 
         def get_compression_options(self) -> None:
             return None  # tiny frames: compression costs more CPU and memory than it saves
+
+        def write_message(
+            self, message: Union[str, bytes, Dict[str, Any]], binary: bool = False
+        ) -> asyncio.Future[None]:
+            # python-engineio writes every packet of a WebSocket client with this (public)
+            # method. A sample's message is the same text for every client, so its frame is
+            # built once (SnapshotNamespace.frame_of) and each client costs one stream write;
+            # anything else, or a closing connection, takes tornado's own path (which
+            # raises WebSocketClosedError for the latter, as python-engineio expects).
+            frame = namespace.frame_of(message) if isinstance(message, str) and not binary else None
+            connection = self.ws_connection
+            stream = getattr(connection, "stream", None)
+            if frame is None or connection is None or connection.is_closing() or stream is None:
+                return super().write_message(message, binary=binary)
+            try:
+                return stream.write(frame)
+            except StreamClosedError:
+                raise WebSocketClosedError() from None
 
         async def on_message(self, message: Any) -> None:
             # python-engineio decodes a WebSocket message outside its reader's error

@@ -158,6 +158,9 @@ class Mts:
 def format_timestamp(epoch_s: float) -> str:
     """``epoch_s`` as UTC ISO 8601 with milliseconds and ``Z``: ``2025-10-03T04:54:14.408Z``."""
     moment = datetime.fromtimestamp(epoch_s, tz=timezone.utc)
+    if 1000 <= moment.year:  # what strftime writes, at a third of its cost (%Y pads no year below 1000)
+        return "%d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (moment.year, moment.month, moment.day, moment.hour,
+                                                      moment.minute, moment.second, moment.microsecond // 1000)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
 
 
@@ -196,7 +199,12 @@ class Snapshot:
 
     def to_dict(self) -> Dict[str, Any]:
         """The schema-1 document of docs/API.md section 1 (a fresh, JSON-ready dict)."""
-        cores: List[Dict[str, Any]] = [core.to_dict() for core in self.cores]
+        # CpuCore, Rail (without max) and Engine.to_dict inline: a board has up to 14 cores and
+        # 10 rails, and this runs once per sample the server sends (Sample.document in the hub)
+        cores: List[Dict[str, Any]] = [
+            {"id": core.id, "online": core.online, "usage": core.usage_pct, "freq": core.freq_mhz}
+            for core in self.cores
+        ]
         doc: Dict[str, Any] = {
             "schema": SCHEMA,
             "timestamp": None if self.received_at is None else format_timestamp(self.received_at),
@@ -209,10 +217,17 @@ class Snapshot:
                 "iram": self.iram.to_dict() if self.iram else None,
             },
             "temperature": dict(self.temperatures_c),
-            "power": {name: rail.to_dict() for name, rail in self.rails.items()},
+            "power": {
+                name: {"current": rail.current_mw, "average": rail.average_mw, "unit": "mW"}
+                if rail.max_mw is None else rail.to_dict()
+                for name, rail in self.rails.items()
+            },
             "gpu": self.gpu.to_dict(),
             "emc": self.emc.to_dict() if self.emc else None,
-            "engines": {name: engine.to_dict() for name, engine in self.engines.items()},
+            "engines": {
+                name: {"online": engine.online, "usage": engine.usage_pct, "freq": engine.freq_mhz}
+                for name, engine in self.engines.items()
+            },
         }
         if self.mts is not None:
             doc["mts"] = self.mts.to_dict()

@@ -134,12 +134,51 @@ async def _wait_exit(popen: subprocess.Popen[bytes], timeout: float,
     return True
 
 
+def _exit_future(popen: subprocess.Popen[bytes]) -> asyncio.Future[None] | None:
+    """A future done once the child has exited (not reaped), from a pidfd the event loop
+    watches; None where there are no pidfds (Python 3.8, Linux before 5.3): then the exit
+    is polled every ``POLL_S``. The pidfd is closed when the future is done or cancelled."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        fd = pidfd_open(popen.pid)
+    except OSError:  # ENOSYS (an old kernel), or the child is gone already (reaped)
+        return None
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    def release(_: asyncio.Future[None]) -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+    loop.add_reader(fd, readable)
+    exited.add_done_callback(release)
+    return exited
+
+
 async def _watch(popen: subprocess.Popen[bytes], reader: asyncio.Future[bool],
-                 stopping: Callable[[], bool]) -> float:
-    """Wait until the child's stdout ends, it exits or ``stopping()``; the time it then gets
-    to exit by itself (0 when stopping or when the reader failed)."""
-    while not (reader.done() or stopping() or _has_exited(popen)):
-        await asyncio.wait([reader], timeout=POLL_S)
+                 stopping: Callable[[], bool], woken: asyncio.Future[Any] | None = None) -> float:
+    """Wait until the child's stdout ends, it exits or ``stopping()`` (``woken`` is done when
+    it may have become true); the time the child then gets to exit by itself (0 when stopping
+    or when the reader failed). Without a pidfd (:func:`_exit_future`) or ``woken``, checks
+    every ``POLL_S``; with both, sleeps until one of them is done."""
+    exited = _exit_future(popen)
+    try:
+        waits: list[asyncio.Future[Any]] = [reader]
+        timeout: float | None = POLL_S
+        if exited is not None and woken is not None:
+            waits += [exited, woken]
+            timeout = None
+        while not (reader.done() or stopping() or _has_exited(popen)):
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if exited is not None:
+            exited.cancel()
     if stopping() or (reader.done() and reader.exception() is not None):
         return 0.0
     # Exited, but stdout may still be open (a grandchild holds it): read what is left.
@@ -302,7 +341,11 @@ class TegrastatsProcess:
         drain = asyncio.ensure_future(read_lines(proc.stderr, 4 * STDERR_LOG_CHARS, self._stderr))
         grace = 0.0  # if waiting fails, the child is killed at once
         try:
-            grace = await _watch(popen, reader, lambda: self._stopping)
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                grace = await _watch(popen, reader, lambda: self._stopping, woken)
+            finally:
+                woken.cancel()
         finally:  # whatever happened: no child, grandchild or open pipe is left behind
             status = await _end_group(popen, grace, self._stop_timeout, lambda: self._hurried)
             await asyncio.wait([reader, drain], timeout=EXIT_GRACE_S)

@@ -198,7 +198,7 @@ def hub_app_case():
     from tegrastats_api.app import make_app
     from tegrastats_api.config import Config
     from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
-    from tegrastats_api.sio import make_sio
+    from tegrastats_api.sio_route import SocketIORoute
 
     class HubAppTestCase(PytestCompatMixin, AsyncHTTPTestCase):
         __test__ = False  # a base class; subclasses say __test__ = True
@@ -209,8 +209,7 @@ def hub_app_case():
             self.clock = FakeClock()
             self.hub = SnapshotHub("replay", clock=self.clock, interval_s=1.0)
             self.limiter = ConnectionLimiter(self.config.max_connections)
-            sio = make_sio(self.hub, self.limiter, self.config)
-            return make_app(self.hub, self.limiter, sio, self.config)
+            return make_app(self.hub, self.limiter, SocketIORoute(self.hub, self.limiter, self.config), self.config)
 
         def feed(self, count=1, start=0):
             for line in self.lines[start:start + count]:

@@ -54,7 +54,7 @@ def test_http_server_limits(live_server, transport_lines):
     assert (params.max_header_size, params.max_body_size) == (MAX_HEADER_BYTES, MAX_BODY_BYTES)
     assert params.header_timeout <= 60, "a half-sent request may hold a connection for an hour"
     # Engine.IO's long-polling POSTs must still fit.
-    assert MAX_BODY_BYTES >= server.server.sio.eio.max_http_buffer_size
+    assert MAX_BODY_BYTES >= server.call(server.server.socketio.load).eio.max_http_buffer_size
 
 
 # --- static files ---------------------------------------------------------------------------

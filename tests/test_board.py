@@ -408,14 +408,14 @@ class TestBoardEndpointRules(hub_app_case()):
         from tegrastats_api.app import make_app
         from tegrastats_api.config import Config
         from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
-        from tegrastats_api.sio import make_sio
+        from tegrastats_api.sio_route import SocketIORoute
 
         self.config = Config(host="127.0.0.1", port=0, auth_token="s3cret", cors_origins="https://grafana.example")
         self.clock = FakeClock()
         self.hub = SnapshotHub("replay", clock=self.clock, interval_s=1.0)
         self.limiter = ConnectionLimiter(self.config.max_connections)
         board = BoardReader(root("jp7-thor"), source="replay")
-        return make_app(self.hub, self.limiter, make_sio(self.hub, self.limiter, self.config), self.config,
+        return make_app(self.hub, self.limiter, SocketIORoute(self.hub, self.limiter, self.config), self.config,
                         board=board)
 
     def test_token_cors_options_head_and_json_errors(self):

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from conftest import FAKE_TEGRASTATS
 from fault_tools import (
     ROOT_DIR,
     WAIT_S,
@@ -416,23 +417,50 @@ def test_connect_disconnect_cycles_leak_no_file_descriptors(server_process):
 # --- the server's own footprint -------------------------------------------------------------
 
 
-def test_run_loads_no_socketio_client_dependencies():
-    """`run` hides requests, websocket-client and aiohttp from python-engineio's client
-    modules (about 6 MB of RSS, docs/PERFORMANCE.md); they stay importable afterwards."""
+def test_run_imports_socketio_at_the_first_socketio_request_without_its_client():
+    """`run` imports python-socketio only when a client first asks for ``/socket.io/`` (some
+    8 MB of RSS a board nobody opens a Socket.IO connection to never needs), and then without
+    requests, websocket-client and aiohttp, which only its client half uses; they stay
+    importable afterwards. Checked inside a real `run` (cli.main) serving on a real port."""
+    from mqtt_tools import free_port
+
+    port = free_port()
     code = (
-        "import sys\n"
-        "from tegrastats_api.cli import CLIENT_ONLY_MODULES, import_server_modules\n"
-        "import_server_modules()\n"
-        "import tegrastats_api.app, tegrastats_api.sio\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in CLIENT_ONLY_MODULES + ('urllib3',)))\n"
-        "import requests\n"
-        "print('requests importable')\n"
-    )
+        "import json, os, signal, sys, threading, time, urllib.request\n"
+        "WATCHED = {'socketio', 'engineio', 'requests', 'websocket', 'aiohttp', 'urllib3'}\n"
+        "def loaded():\n"
+        "    return sorted({m.split('.')[0] for m in list(sys.modules)} & WATCHED)\n"
+        "def probe():\n"
+        "    url = 'http://127.0.0.1:%d'\n"
+        "    deadline = time.monotonic() + 30\n"
+        "    while True:\n"
+        "        try:\n"
+        "            urllib.request.urlopen(url + '/api/status', timeout=5).read()\n"
+        "            break\n"
+        "        except OSError:\n"
+        "            if time.monotonic() > deadline:\n"
+        "                os._exit(3)\n"
+        "            time.sleep(0.05)\n"
+        "    before = loaded()\n"
+        "    opened = urllib.request.urlopen(url + '/socket.io/?EIO=4&transport=polling', timeout=10).read()\n"
+        "    after = loaded()\n"
+        "    import requests\n"
+        "    print(json.dumps([before, after, opened[:1].decode()]), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "threading.Thread(target=probe, daemon=True).start()\n"
+        "from tegrastats_api.cli import main\n"
+        "sys.exit(main(['run', '--host', '127.0.0.1', '--port', '%d', '--tegrastats', %r]))\n"
+    ) % (port, port, FAKE_TEGRASTATS)
     pytest.importorskip("requests")  # a test dependency: without it there is nothing to hide
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, PYTHONPATH=ROOT_DIR))
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["[]", "requests importable"]
+    import json
+
+    before, after, opened = json.loads(out.stdout.splitlines()[0])
+    assert before == [], "imported before any Socket.IO request: %s" % before
+    assert after == ["engineio", "socketio"]
+    assert opened == "0", "the Engine.IO handshake answers an OPEN packet"
 
 
 def test_run_freezes_the_start_up_heap_before_serving(monkeypatch):

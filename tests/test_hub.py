@@ -77,7 +77,31 @@ def test_sections_are_encoded_lazily_once_per_sample(hub, transport_lines, monke
     assert len(calls) == len(SECTIONS)
     hub.feed_line(transport_lines[1])
     hub.section_json("cpu")
-    assert len(calls) == len(SECTIONS) + 2  # the new document, then its cpu section
+    assert len(calls) == len(SECTIONS) + 1  # its cpu section; the whole document is not asked for yet
+    for _ in range(3):
+        assert hub.latest_json is not None
+    assert len(calls) == len(SECTIONS) + 2  # now the document, once
+
+
+def test_a_sample_nobody_asks_for_is_parsed_but_not_encoded(hub, transport_lines, monkeypatch):
+    """A server without clients or requests only parses: the document and its JSON are made
+    at the first use, once, and then are the same for every use (REST, history, subscribers)."""
+    made = []
+    real = hub_module.encode_document
+    monkeypatch.setattr(hub_module, "encode_document", lambda d: made.append(d) or real(d))
+    for line in transport_lines:
+        hub.feed_line(line)
+    assert made == [] and hub.samples == len(transport_lines)
+    got = []
+    hub.subscribe(lambda document, payload: got.append(payload))
+    hub.feed_line(transport_lines[0])
+    assert len(made) == 1 and got == [hub.latest_json]
+    assert len(made) == 1
+    history = json.loads(hub.history_json())["samples"]
+    assert len(hub.history) == 3 and len(made) == 3  # the older kept samples, at the history request
+    assert history[-1] == json.loads(got[0])
+    hub.history_json()
+    assert len(made) == 3
 
 
 def test_section_document(hub, transport_lines):
@@ -344,10 +368,10 @@ def test_history_fields_encode_each_sample_once_per_list(long_hub, fake_clock, t
         long_hub.history_json(seconds, paths)
     assert len(calls) == 50  # all cached; seconds is not part of the key
     fake_clock.advance(1)
-    long_hub.feed_line(transport_lines[0])  # one new sample: one new encoding (plus the document's)
+    long_hub.feed_line(transport_lines[0])  # one new sample: one new encoding (its whole document: none yet)
     answer = json.loads(long_hub.history_json(None, paths))["samples"]
     assert answer == [select(s.document, paths) for s in long_hub.history]
-    assert len(calls) == 50 + 2
+    assert len(calls) == 50 + 1
     assert len(long_hub._history_views) == 1
 
 
@@ -435,3 +459,43 @@ def test_history_view_accounting():
     view.add(3, b"old")  # a sample gone from the history meanwhile is not added back
     assert list(view.parts) == [6]
     assert normalize([("cpu",), ("cpu", "usage")]) == (("cpu",),)
+
+
+def _standard_json(document):
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+ODD_DOCUMENTS = [
+    {"text": 'quote " backslash \\ newline \n tab \t unicode \u00e9\u2603 \U0001f600 \u2028'},
+    {"small": [1e-05, 0.0001, 1e-7, -2.5e-06], "big": [1e16, 1.5e300, 12345678901234.5], "zero": [0.0, -0.0]},
+    {"ints": [2 ** 63, -(2 ** 63) - 1, 2 ** 70, 0, -1], "rounded": [0.1 + 0.2, 1 / 3, 47.437, 100.0]},
+    {1: "an int key", "nested": {"list": [None, True, False, [], {}]}},
+    {"key 1e5": "1E5 in text", "soc0e": 1},
+]
+
+
+@pytest.mark.parametrize("orjson", ["installed", "absent"])
+def test_encode_document_is_the_standard_encoding(orjson, transport_lines, monkeypatch):
+    """encode_document gives json.dumps' compact bytes for every recorded line's document, its
+    views, and documents with what encoders write differently (non-ASCII text, exponents,
+    big integers, non-text keys), with orjson (the optional speed-up) and without it."""
+    import csv
+    import os
+
+    if orjson == "installed":
+        pytest.importorskip("orjson")
+        assert hub_module._orjson_module() is not None
+    else:
+        monkeypatch.setattr(hub_module, "_orjson_module", lambda: None)
+    with open(os.path.join(os.path.dirname(__file__), "fixtures", "tegrastats", "samples.tsv"),
+              encoding="utf-8", newline="") as f:
+        lines = [row["line"] for row in csv.DictReader(f, delimiter="\t")]
+    hub = SnapshotHub("replay")
+    documents = list(ODD_DOCUMENTS)
+    for line in lines:
+        hub.feed_line(line)
+        documents.append(hub.latest_document)
+        documents.append(json.loads(hub.summary_json()))
+    assert len(documents) > 100
+    for document in documents:
+        assert encode_document(document) == _standard_json(document)

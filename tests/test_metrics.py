@@ -585,3 +585,46 @@ def prometheus_has_data(api: str, query: str, start: float) -> bool:
     except requests.ConnectionError:
         return False  # still starting
     return answer.ok and bool(answer.json()["data"]["result"])
+
+
+LAZY_IMPORT_SCRIPT = r'''
+import asyncio, sys
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tegrastats_api.app import make_app
+from tegrastats_api.config import Config
+from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
+from tegrastats_api.sio_route import SocketIORoute
+
+async def main():
+    hub = SnapshotHub("replay")
+    hub.feed_line(sys.argv[1])
+    limiter, config = ConnectionLimiter(10), Config(host="127.0.0.1", port=0)
+    sockets = bind_sockets(0, "127.0.0.1")
+    HTTPServer(make_app(hub, limiter, SocketIORoute(hub, limiter, config), config)).add_sockets(sockets)
+    url = "http://127.0.0.1:%d" % sockets[0].getsockname()[1]
+    seen = ["prometheus_client" in sys.modules]
+    await AsyncHTTPClient().fetch(url + "/api/status")
+    seen.append("prometheus_client" in sys.modules)
+    for _ in range(2):
+        answer = await AsyncHTTPClient().fetch(url + "/metrics")
+        seen.append("prometheus_client" in sys.modules)
+        seen.append(b"jetson_cpu_utilization_ratio{" in answer.body)
+        seen.append(answer.headers["Content-Type"])
+    print(repr(seen))
+
+asyncio.run(main())
+'''
+
+
+def test_prometheus_client_is_imported_at_the_first_scrape_not_at_start_up():
+    """A server that is never scraped never imports prometheus_client (about 2 MB of RSS);
+    the first scrape does, and answers as every later one does."""
+    import ast
+    import sys
+
+    answer = subprocess.run([sys.executable, "-c", LAZY_IMPORT_SCRIPT, ROWS["8"]], capture_output=True,
+                            text=True, timeout=60, check=True)
+    seen = ast.literal_eval(answer.stdout.strip().splitlines()[-1])
+    assert seen == [False, False, True, True, CONTENT_TYPE_LATEST, True, True, CONTENT_TYPE_LATEST], seen

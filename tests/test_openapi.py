@@ -30,7 +30,7 @@ from tegrastats_api.config import Config
 from tegrastats_api.fields import SHAPE, parse_fields, select
 from tegrastats_api.hub import ConnectionLimiter, SnapshotHub
 from tegrastats_api.openapi import build_spec
-from tegrastats_api.sio import make_sio
+from tegrastats_api.sio_route import SocketIORoute
 from tegrastats_api.summary import summarize
 
 try:  # schemathesis 3 (the last release for Python 3.8) reads OpenAPI 3.1 only when asked
@@ -66,7 +66,7 @@ def test_it_describes_every_route_of_the_application():
     hub = SnapshotHub("replay")
     limiter = ConnectionLimiter(10)
     config = Config(host="127.0.0.1", port=0)
-    app = make_app(hub, limiter, make_sio(hub, limiter, config), config)
+    app = make_app(hub, limiter, SocketIORoute(hub, limiter, config), config)
     routes = {rule.matcher.regex.pattern.rstrip("$").replace("\\", "") for rule in app.wildcard_router.rules}
     routes -= {"/api/.*", "/(.*)"}  # the JSON 404 and the dashboard's static files
     assert routes | {"/"} == set(SPEC["paths"])

@@ -107,7 +107,7 @@ def assert_json_error(answer, status, has_body=True):
 
 
 def eio_sessions(server):
-    return server.call(lambda: len(server.server.sio.eio.sockets))
+    return server.call(lambda: len(server.server.socketio.load().eio.sockets))
 
 
 def polling_handshake(server, http=None, **kwargs):
@@ -274,8 +274,8 @@ def test_broadcasts_reach_only_accepted_clients(live_server, transport_lines):
     the namespace on python-socketio 5.0; it still gets no broadcast, and its session ends."""
     server = live_server(transport_lines[:1])
     port = server.server.port
+    good = member(port)  # the first Socket.IO request makes the Socket.IO server
     namespace = sio_module.snapshot_namespace(server.server.sio)
-    good = member(port)
 
     async def raising(sid, environ, auth=None):
         raise RuntimeError("unguarded")
@@ -566,7 +566,7 @@ def test_oversized_post_is_a_json_413_and_closes_the_session(live_server, transp
     server = live_server(transport_lines[:1])
     eio_sid = open_polling(server)
     join_polling(server, eio_sid)
-    limit = server.server.sio.eio.max_http_buffer_size
+    limit = server.call(server.server.socketio.load).eio.max_http_buffer_size
     answer = post(server, eio_sid, b"4" + b"x" * limit)  # over Engine.IO's limit, under the HTTP one
     assert answer.status_code == 413 and answer.json()["status"] == 413, answer.text
     assert server.limiter.count == 0 and eio_sessions(server) == 0
@@ -587,6 +587,62 @@ def test_good_post_bodies_are_taken(live_server, transport_lines):
 def feed_and_expect_polling(server, eio_sid, line):
     server.feed(line)
     expected = server.hub.latest_document["timestamp"]
+    deadline = deadline_after()
+    while time.monotonic() < deadline:
+        answer = poll(server, eio_sid)
+        assert answer.status_code == 200
+        if expected in answer.text:
+            return
+    pytest.fail("the polling client never got the sample")
+
+
+# --- each sample's WebSocket frame is built once -------------------------------------------------
+
+
+def test_websocket_clients_get_python_socketios_bytes_from_one_frame_per_sample(
+        live_server, transport_lines, monkeypatch):
+    """Every Socket.IO WebSocket client gets each sample as exactly the text python-socketio
+    would send (``4`` + its EVENT packet of the document), in a well-formed frame, without
+    tornado's ``write_message`` building a frame per client; a polling client in the same
+    broadcast, and a WebSocket client that went away mid-stream, change nothing for the
+    others; packets that are not the newest sample (CONNECT, the document sent on joining an
+    older sample) still take tornado's own path."""
+    from tornado.websocket import WebSocketHandler
+
+    built = []
+    tornado_write = WebSocketHandler.write_message
+
+    def counting_write(self, message, binary=False):
+        if self.ws_connection is not None and not self.ws_connection.is_closing():
+            built.append(message)  # a frame tornado builds for a live connection
+        return tornado_write(self, message, binary=binary)
+
+    monkeypatch.setattr(WebSocketHandler, "write_message", counting_write)
+    server = live_server(transport_lines[:1])
+    port = server.server.port
+    clients = [member(port) for _ in range(3)]
+    leaver = member(port)
+    eio_sid = open_polling(server)
+    join_polling(server, eio_sid)
+    assert any(isinstance(m, str) and m.startswith("40") for m in built), \
+        "the CONNECT answers go through tornado's write_message"
+    leaver.sock.close()  # gone without a close frame
+    before = len(built)
+    for line in transport_lines[1:5]:
+        server.feed(line)
+        document = server.hub.latest_document
+        expected = "4" + socketio.packet.Packet(socketio.packet.EVENT, data=["tegrastats_update", document]).encode()
+        for client in clients:
+            assert sio_event(client) == expected
+        expect_polling(server, eio_sid, document["timestamp"])
+    samples_by_tornado = [m for m in built[before:] if isinstance(m, str) and m.startswith('42["tegrastats_update"')]
+    assert samples_by_tornado == [], "a sample's frame was built per client by tornado"
+    for client in clients:
+        client.close()
+
+
+def expect_polling(server, eio_sid, expected):
+    """The polling client gets the sample already fed (with the document's ``timestamp``)."""
     deadline = deadline_after()
     while time.monotonic() < deadline:
         answer = poll(server, eio_sid)

@@ -117,6 +117,28 @@ def test_python_client_gets_the_rest_document(live_server, py_client, transport_
     assert server.limiter.count == 1
 
 
+def test_socketio_takes_samples_from_the_hub_only_while_it_has_clients(live_server, py_client, transport_lines):
+    """Without Socket.IO clients the hub has no subscriber for it (and so no document to
+    make for it); the first client subscribes, the last one leaving unsubscribes."""
+    server = live_server(transport_lines[:1])
+    assert server.hub.subscriber_count == 0
+    first = py_client().connect(server.url, ["websocket"])
+    second = py_client().connect(server.url, ["websocket"])
+    assert first.next_update() == second.next_update() == server.hub.latest_document
+    assert server.hub.subscriber_count == 1
+    first.sio.disconnect()
+    wait_until(lambda: server.limiter.count == 1, timeout=WAIT_S)
+    assert server.hub.subscriber_count == 1
+    server.feed(transport_lines[1])
+    assert second.next_update() == rest_status(server)
+    second.sio.disconnect()
+    wait_until(lambda: server.limiter.count == 0 and server.hub.subscriber_count == 0, timeout=WAIT_S)
+    third = py_client().connect(server.url, ["websocket"])
+    third.next_update()
+    server.feed(transport_lines[2])
+    assert third.next_update() == rest_status(server)
+
+
 def test_cap_is_shared_with_ws_and_names_the_limit(live_server, py_client, transport_lines):
     server = live_server(transport_lines[:1], max_connections=2)
     first = py_client().connect(server.url, ["websocket"])
@@ -387,3 +409,33 @@ def test_node_client_cap_and_auth(live_server, node_client, py_client, transport
     over = node_client(server.url, "--token", "s3cret")
     assert over.next("connect_error")["reason"] == "too many connections (limit 1)"
     assert over.wait() == 2
+
+
+def test_the_broadcast_packet_is_what_python_socketio_would_encode():
+    """Each sample's Socket.IO packet is made once from the hub's JSON (sio.event_packet); for
+    every recorded line, and a document with text that JSON escapes, it is the very text
+    python-socketio's own encoder makes of ``[event, document]``, and decodes back to the
+    document."""
+    import csv
+
+    from socketio import packet as sio_packet
+
+    from tegrastats_api.hub import SnapshotHub, encode_document
+    from tegrastats_api.sio import EVENT, event_packet
+
+    with open(os.path.join(TESTS_DIR, "fixtures", "tegrastats", "samples.tsv"), encoding="utf-8", newline="") as f:
+        lines = [row["line"] for row in csv.DictReader(f, delimiter="\t")]
+    hub = SnapshotHub("replay")
+    documents = []
+    for line in lines:
+        hub.feed_line(line)
+        documents.append(hub.latest_document)
+    documents.append({"text": 'quote " backslash \\ newline \n unicode \u00e9\u2603 \U0001f600',
+                      "n": [1.5, -0.0, None]})
+    assert len(documents) > 50
+    for document in documents:
+        expected = sio_packet.Packet(sio_packet.EVENT, data=[EVENT, document]).encode()
+        made = event_packet(EVENT, encode_document(document))
+        assert made == expected
+        decoded = sio_packet.Packet(encoded_packet=made)
+        assert decoded.data == [EVENT, document]

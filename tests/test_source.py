@@ -35,6 +35,7 @@ from tegrastats_api.plan import (
 from tegrastats_api.hub import SnapshotHub
 from tegrastats_api.lines import STDERR_BURST, LineSplitter
 from tegrastats_api.replay import ReplaySource
+from tegrastats_api import source as source_module
 from tegrastats_api.source import TegrastatsNotFoundError, TegrastatsProcess
 
 # samples.tsv ids 17-20: TX1, old home-directory ~/tegrastats (hordiales/jetson-tx1-dev).
@@ -111,7 +112,46 @@ def lines_file(tmp_path: Any) -> str:
     return str(path)
 
 
+@pytest.fixture(params=["pidfd", "poll"])
+def exit_watch(request: Any, monkeypatch: Any) -> str:
+    """Each way the child's exit is noticed: a pidfd the loop watches (Python 3.9+, Linux
+    5.3+) and, where there is none, a check every POLL_S."""
+    if request.param == "pidfd":
+        if not hasattr(os, "pidfd_open"):
+            pytest.skip("no os.pidfd_open on this Python")
+    else:
+        monkeypatch.setattr(source_module, "_exit_future", lambda popen: None)
+    return str(request.param)
+
+
 # --- TegrastatsProcess -------------------------------------------------------------------
+
+
+def test_the_exit_future_is_done_when_the_child_exits_and_not_before(tmp_path: Any) -> None:
+    """The pidfd watch: done once the child exits (unreaped: its pid stays reserved), not
+    while it runs; its fd is closed afterwards."""
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("no os.pidfd_open on this Python")
+    import subprocess
+
+    async def scenario() -> None:
+        fds = open_fds()
+        child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+        try:
+            exited = source_module._exit_future(child)
+            assert exited is not None
+            await asyncio.sleep(0.3)
+            assert not exited.done()
+            assert child.stdin is not None
+            child.stdin.close()  # the child ends
+            await asyncio.wait_for(exited, 5)
+            assert pid_exists(child.pid)  # not reaped by the watch
+        finally:
+            child.wait(5)
+        await asyncio.sleep(0)
+        assert open_fds() == fds
+
+    run(scenario())
 
 
 def test_lines_arrive_in_order(fake_tegrastats_argv: Any, lines_file: str) -> None:
@@ -165,7 +205,7 @@ def test_garbage_lines_are_passed_through(fake_tegrastats_argv: Any, lines_file:
                              TX1_LINES[1], "garbage: not a tegrastats line 2"]
 
 
-def test_exit_leads_to_restart(fake_tegrastats_argv: Any, lines_file: str) -> None:
+def test_exit_leads_to_restart(fake_tegrastats_argv: Any, lines_file: str, exit_watch: str) -> None:
     rec = Recorder()
     pids = set()
 
@@ -189,7 +229,7 @@ def test_exit_leads_to_restart(fake_tegrastats_argv: Any, lines_file: str) -> No
     assert len(pids - {None}) >= 3
 
 
-def test_kill_9_of_the_child_is_healed(fake_tegrastats_argv: Any, tmp_path: Any) -> None:
+def test_kill_9_of_the_child_is_healed(fake_tegrastats_argv: Any, tmp_path: Any, exit_watch: str) -> None:
     rec = Recorder()
     pidfile = tmp_path / "fake.pid"
     pids: list[int] = []
@@ -214,7 +254,7 @@ def test_kill_9_of_the_child_is_healed(fake_tegrastats_argv: Any, tmp_path: Any)
     assert rec.states == ["running", "restarting", "running", "stopped"]
 
 
-def test_stop_kills_a_hanging_child(fake_tegrastats_argv: Any) -> None:
+def test_stop_kills_a_hanging_child(fake_tegrastats_argv: Any, exit_watch: str) -> None:
     rec = Recorder()
 
     async def scenario() -> None:
@@ -233,7 +273,7 @@ def test_stop_kills_a_hanging_child(fake_tegrastats_argv: Any) -> None:
     assert rec.states == ["running", "stopped"]
 
 
-def test_concurrent_stops_finish_together(fake_tegrastats_argv: Any) -> None:
+def test_concurrent_stops_finish_together(fake_tegrastats_argv: Any, exit_watch: str) -> None:
     rec = Recorder()
 
     async def scenario() -> None:
@@ -493,7 +533,8 @@ def test_a_stderr_flood_is_logged_with_a_limit(fake_tegrastats_argv: Any, caplog
     assert suppressed and sum(suppressed) > 1000
 
 
-def test_a_grandchild_holding_stdout_does_not_hide_the_exit(fake_tegrastats_argv: Any, tmp_path: Any) -> None:
+def test_a_grandchild_holding_stdout_does_not_hide_the_exit(fake_tegrastats_argv: Any, tmp_path: Any,
+                                                            exit_watch: str) -> None:
     """The child exits, its grandchild keeps stdout open: the exit is still noticed, and the
     grandchild is killed with the child's process group."""
     rec = Recorder()
@@ -546,7 +587,7 @@ def test_a_child_that_crashes_at_once_makes_health_degraded(fake_tegrastats_argv
     assert hub.health_status() == "degraded"
 
 
-def test_hurry_cuts_a_waiting_stop_short(fake_tegrastats_argv: Any) -> None:
+def test_hurry_cuts_a_waiting_stop_short(fake_tegrastats_argv: Any, exit_watch: str) -> None:
     rec = Recorder()
 
     async def scenario() -> tuple[int, float]:

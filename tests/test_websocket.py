@@ -120,10 +120,10 @@ class TestFrames(WebSocketTestCase):
         self.feed()
         conn = await self.connect()
         await self.read(conn)
-        self.assertEqual((self.limiter.count, self.hub.subscriber_count), (1, 2))  # + Socket.IO
+        self.assertEqual((self.limiter.count, self.hub.subscriber_count), (1, 1))  # Socket.IO: no client
         conn.close()
         await self.wait_until(lambda: self.limiter.count == 0)
-        self.assertEqual(self.hub.subscriber_count, 1)
+        self.assertEqual(self.hub.subscriber_count, 0)
 
     @gen_test(timeout=10)
     async def test_no_compression_and_ping_configured(self):

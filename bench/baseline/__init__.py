@@ -1,0 +1,1 @@
+"""Frozen copies of code that ``make bench`` compares today's code against (see its modules)."""

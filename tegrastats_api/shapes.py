@@ -1,0 +1,133 @@
+"""A faster :func:`~tegrastats_api.parser.parse_line` for a stream of lines of one shape.
+
+What it does: :class:`LineParser` learns the *shape* of the lines it reads (the token
+sequence, names and value forms: everything but the numbers) and compiles each shape it
+has seen twice into one whole-line regex plus generated code (a builder of the snapshot,
+and of its ``to_dict()`` document from the same numbers), so that the next line of that
+shape costs one ``fullmatch`` and a few constructors. A board prints the same shape every
+second; only its numbers change. The cache is a small LRU owned by the instance (the hub
+holds one), never module state.
+
+The rule: the fast path returns exactly what ``parse_line`` returns for the same arguments,
+or declines (no match, an impossible timestamp date) and ``parse_line`` answers. It keeps
+exactness because a shape's regex is ``TOKEN_RE`` itself along the path the template took:
+names and every other character literal, each number as the same bounded group, so a text
+it matches takes that same path through ``parse_line`` (the alternatives before it need
+literal characters the shape does not have). Shapes holding anything unusual (a bare
+word, a second ``RAM``, a CPU list with a gap) are not compiled: those lines take
+``parse_line``.
+
+What it does not: I/O, clocks, logging, or caching results (every line is parsed).
+"""
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from tegrastats_api.parser import parse_line
+from tegrastats_api.shapecode import NAMESPACE, describe
+from tegrastats_api.snapshot import Snapshot
+
+__all__ = ["LineParser"]
+
+MAX_SHAPES = 32
+Document = Dict[str, Any]
+_Builder = Callable[..., Optional[Tuple[Snapshot, Tuple[int, ...]]]]
+
+
+class _Compiled:
+    """One compiled shape: its whole-line regex and builder."""
+
+    __slots__ = ("fullmatch", "build", "document")
+
+    def __init__(self, pattern: str, code: str) -> None:
+        namespace = dict(NAMESPACE)
+        exec(compile(code, "<tegrastats shape>", "exec"), namespace)  # noqa: S102 - our own generated code
+        self.fullmatch = re.compile(pattern, re.ASCII).fullmatch
+        self.build: _Builder = namespace["build"]
+        self.document: Callable[[Snapshot, Tuple[int, ...]], Document] = namespace["document"]
+
+
+class LineParser:
+    """:func:`~tegrastats_api.parser.parse_line` with a per-shape compiled fast path.
+
+    Same arguments, results and errors as ``parse_line``. Keeps at most ``max_shapes``
+    compiled shapes (least recently used out first) and the keys of as many shapes seen
+    once: a shape is compiled when it is seen the second time, so that a line whose shape
+    never repeats (a number inside an unknown word) costs no compilation.
+    """
+
+    def __init__(self, max_shapes: int = MAX_SHAPES) -> None:
+        self.max_shapes = max_shapes
+        self._shapes: List[Tuple[str, _Compiled]] = []  # most recently used first
+        self._seen: Dict[str, None] = {}  # keys seen once, oldest first
+        self.hits = 0  # lines a compiled shape answered
+
+    def __len__(self) -> int:
+        """How many compiled shapes are kept."""
+        return len(self._shapes)
+
+    def parse(self, line: Union[str, bytes], received_at: Optional[float] = None, *,
+              source: Optional[str] = None) -> Snapshot:
+        """Parse one tegrastats line, exactly as ``parse_line(line, received_at, source=source)``."""
+        return self.parse_sample(line, received_at, source=source)[0]
+
+    def parse_sample(self, line: Union[str, bytes], received_at: Optional[float] = None, *,
+                     source: Optional[str] = None) -> Tuple[Snapshot, Optional[Callable[[], Document]]]:
+        """:meth:`parse`, and a function making the snapshot's ``to_dict()`` document from the
+        line's numbers (twice as fast), or None where ``to_dict`` is the way (a line that took
+        ``parse_line``). The function holds the line's numbers: drop it once it is not needed.
+        """
+        if isinstance(line, bytes):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                return parse_line(line), None  # parse_line raises its ParseError
+        else:
+            text = line
+        # A shape admits single spaces between tokens only: a line one matches as it stands
+        # is normalised already (parse_line's " ".join(line.split()) would not change it).
+        text = text.rstrip()
+        found = self._find(text)
+        if found is None:
+            normalised = " ".join(text.split())
+            if normalised != text:
+                text, found = normalised, self._find(normalised)
+        if found is not None:
+            i, m = found
+            shape = self._shapes[i][1]
+            built = shape.build(m.groups(), received_at, source)
+            if built is not None:  # else the values take another branch of parse_line (a bad date)
+                if i:
+                    self._shapes.insert(0, self._shapes.pop(i))
+                self.hits += 1
+                return built[0], functools.partial(shape.document, *built)
+        snapshot = parse_line(line, received_at, source=source)
+        self._learn(text)
+        return snapshot, None
+
+    def _find(self, text: str) -> Optional[Tuple[int, re.Match[str]]]:
+        """The first compiled shape (most recently used first) that matches ``text``."""
+        for i, (_key, shape) in enumerate(self._shapes):
+            m = shape.fullmatch(text)
+            if m is not None:
+                return i, m
+        return None
+
+    def _learn(self, text: str) -> None:
+        """Note the shape of ``text`` (a line parse_line read); compile it on its second sighting."""
+        described = describe(text)
+        if described is None:
+            return
+        key = "\n".join(described)
+        if any(k == key for k, _ in self._shapes):
+            return
+        if key not in self._seen:
+            self._seen[key] = None
+            if len(self._seen) > self.max_shapes:
+                del self._seen[next(iter(self._seen))]
+            return
+        del self._seen[key]
+        self._shapes.insert(0, (key, _Compiled(*described)))
+        del self._shapes[self.max_shapes:]
