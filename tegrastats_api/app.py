@@ -167,7 +167,7 @@ def make_app(
         (r"/api/power", SectionHandler, dict(common, section="power")),
         (r"/api/summary", SummaryHandler, common),
         (r"/api/history", HistoryHandler, common),
-        (r"/api/openapi\.json", OpenAPIHandler, dict(common, encoded=[])),
+        (r"/api/openapi\.json", OpenAPIHandler, common),
         (r"/metrics", MetricsHandler, dict(common, exporter=Exporter(hub, limiter, board))),
         (r"/api/.*", NotFoundHandler, common),
         (r"/ws", SnapshotSocket, common),

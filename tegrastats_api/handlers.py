@@ -21,7 +21,7 @@ import math
 import os
 import weakref
 from http.client import responses
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
@@ -308,22 +308,13 @@ class MetricsHandler(BaseAPIHandler):
 
 
 class OpenAPIHandler(BaseAPIHandler):
-    """``/api/openapi.json``: the OpenAPI 3.1 description, encoded once per application at
-    the first request (``encoded`` is the application's holder; its module, some 0.2 MB of
-    RSS, is not loaded before)."""
-
-    def initialize(  # type: ignore[override]
-        self, hub: SnapshotHub, config: Config, limiter: ConnectionLimiter, encoded: List[bytes]
-    ) -> None:
-        super().initialize(hub, config, limiter)
-        self.encoded = encoded
+    """``/api/openapi.json``: the OpenAPI 3.1 description, encoded once at the first request
+    (its module, some 0.2 MB of RSS, is not loaded before)."""
 
     def get(self, *args: Any) -> None:
-        if not self.encoded:
-            from tegrastats_api.openapi import encode_spec
+        from tegrastats_api.openapi import encode_spec
 
-            self.encoded.append(encode_spec())
-        self.send_json(self.encoded[0])
+        self.send_json(encode_spec())
 
 
 class NotFoundHandler(BaseAPIHandler):

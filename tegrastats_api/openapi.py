@@ -14,6 +14,7 @@ description and the server agree) or serve HTTP.
 """
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Dict, List, Sequence
 
@@ -222,6 +223,7 @@ def build_spec() -> Dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=1)
 def encode_spec() -> bytes:
-    """:func:`build_spec` as compact JSON bytes."""
+    """:func:`build_spec` as compact JSON bytes, built once per process (it has no inputs)."""
     return json.dumps(build_spec(), separators=(",", ":")).encode("utf-8")

@@ -115,10 +115,14 @@ class SnapshotNamespace(socketio.AsyncNamespace):
         self.limiter.release(sid)
         self._unsubscribe_when_alone()
 
+    def _has_clients(self) -> bool:
+        """Whether a Socket.IO client holds a slot (their owners are sids; /ws's are handlers)."""
+        return any(isinstance(owner, str) for owner in self.limiter.owners())
+
     def _unsubscribe_when_alone(self) -> None:
         """Stop getting samples once no Socket.IO client holds a slot: the hub then has no
         document to make for us (a server nobody watches only parses)."""
-        if not any(isinstance(owner, str) for owner in self.limiter.owners()):
+        if not self._has_clients():
             self.hub.unsubscribe(self.on_sample)
 
     async def _send_latest(self, sid: str) -> None:
@@ -134,7 +138,7 @@ class SnapshotNamespace(socketio.AsyncNamespace):
 
     def on_sample(self, document: Document, payload: bytes) -> None:
         """Hub subscriber: schedule the broadcast; never waits for any client."""
-        if any(isinstance(owner, str) for owner in self.limiter.owners()):
+        if self._has_clients():
             packet = event_packet(EVENT, payload)
             wire = "4" + packet  # Engine.IO's MESSAGE packet as encoded for a WebSocket
             self._wire = (wire, text_frame(wire.encode("utf-8")))

@@ -6,10 +6,11 @@ python-socketio imports its client half too (python-engineio's client, ``request
 board nobody opens a Socket.IO connection to never needs. So the Socket.IO server
 (:func:`tegrastats_api.sio.make_sio`) and its Tornado handler are made when the first
 request reaches ``/socket.io/``, on the IOLoop, and every later request goes to the same
-handler. :meth:`SocketIORoute.close` disconnects its clients and shuts it down at the
-server's stop, if it was ever made. :func:`import_sio` imports python-socketio with the
-optional dependencies of its client hidden (:data:`CLIENT_ONLY_MODULES`, about 6 MB of the 8),
-so that only the server half is loaded.
+handler. At the server's stop, :meth:`SocketIORoute.close` disconnects its clients and
+:meth:`SocketIORoute.shutdown` stops python-socketio's tasks, if it was ever made.
+:func:`import_sio` imports python-socketio with the optional dependencies of its client
+hidden (:data:`CLIENT_ONLY_MODULES`, about 6 MB of the 8), so that only the server half is
+loaded.
 
 What it does not: anything Socket.IO itself does (:mod:`tegrastats_api.sio`).
 """
@@ -86,7 +87,7 @@ class SocketIORoute(Router):
         return self._application.get_handler_delegate(request, self._handler)  # type: ignore[arg-type]
 
     async def close(self) -> None:
-        """Disconnect every Socket.IO client and shut the server down (nothing if never made)."""
+        """Disconnect every Socket.IO client (nothing if the server was never made)."""
         if self.sio is None:
             return
         await import_sio().snapshot_namespace(self.sio).disconnect_all()
