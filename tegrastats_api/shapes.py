@@ -32,6 +32,10 @@ from tegrastats_api.snapshot import Snapshot
 __all__ = ["LineParser"]
 
 MAX_SHAPES = 32
+# A line no shape can be compiled for (a bare word, an 11-digit number...) is described again
+# only every RETRY_DECLINED lines of the same rough shape: describing costs three parses.
+RETRY_DECLINED = 64
+_DIGITS_RE = re.compile(r"[0-9]+")
 Document = Dict[str, Any]
 _Builder = Callable[..., Optional[Tuple[Snapshot, Tuple[int, ...]]]]
 
@@ -62,6 +66,8 @@ class LineParser:
         self.max_shapes = max_shapes
         self._shapes: List[Tuple[str, _Compiled]] = []  # most recently used first
         self._seen: Dict[str, None] = {}  # keys seen once, oldest first
+        # rough shapes (the text without its digits) describe() declined: lines since then
+        self._declined: Dict[str, int] = {}
         self.hits = 0  # lines a compiled shape answered
 
     def __len__(self) -> int:
@@ -116,10 +122,26 @@ class LineParser:
         return None
 
     def _learn(self, text: str) -> None:
-        """Note the shape of ``text`` (a line parse_line read); compile it on its second sighting."""
+        """Note the shape of ``text`` (a line parse_line read); compile it on its second sighting.
+
+        A line whose shape cannot be compiled is not described again for the next
+        ``RETRY_DECLINED`` lines of its rough shape (its text without digits): a board whose
+        every line holds an unknown word pays for parse_line alone, and a shape declined for
+        a passing value (an impossible date, a number too long) is tried again soon after.
+        """
+        rough = _DIGITS_RE.sub("", text)
+        since = self._declined.get(rough)
+        if since is not None and since < RETRY_DECLINED:
+            self._declined[rough] = since + 1
+            return
         described = describe(text)
         if described is None:
+            self._declined.pop(rough, None)
+            self._declined[rough] = 0  # newest last
+            if len(self._declined) > self.max_shapes:
+                del self._declined[next(iter(self._declined))]
             return
+        self._declined.pop(rough, None)
         key = "\n".join(described)
         if any(k == key for k, _ in self._shapes):
             return

@@ -225,6 +225,56 @@ def test_a_shape_seen_once_is_not_compiled():
     assert len(parser) == 0 and parser.hits == 0
 
 
+def counting_describe(monkeypatch):
+    """Count LineParser's calls of shapecode.describe (the costly step of learning a shape)."""
+    from tegrastats_api import shapes
+
+    calls = []
+    real = shapes.describe
+
+    def counted(text):
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(shapes, "describe", counted)
+    return calls
+
+
+@pytest.mark.parametrize("extra", [" FOO bar7 baz", " UNKNOWN", " GR3D_FREQ 1%@[12345678901]"])
+def test_a_shape_that_cannot_be_compiled_is_not_described_on_every_line(extra, monkeypatch):
+    """A board whose every line holds a token the fast path does not build (a bare word, an
+    11-digit number) gets parse_line's answers without describing each line again: at most
+    once per RETRY_DECLINED lines of that rough shape."""
+    from tegrastats_api.shapes import RETRY_DECLINED
+
+    calls = counting_describe(monkeypatch)
+    parser = LineParser()
+    count = 3 * RETRY_DECLINED
+    for i in range(count):
+        line = re.sub(r"[0-9]+", str(100 + i), LINES[0], count=1) + extra  # numbers change, the shape not
+        check(parser, line)
+    assert parser.hits == 0 and len(parser) == 0
+    assert 1 <= len(calls) <= count // RETRY_DECLINED + 1
+
+
+def test_a_shape_declined_for_a_passing_value_is_compiled_soon_after(monkeypatch):
+    """A line declined for its values (an impossible date, a number too long) does not keep its
+    well-formed neighbours of the same rough shape off the fast path for long."""
+    from tegrastats_api.shapes import RETRY_DECLINED
+
+    stamped = [line for line in LINES if re.match(r"[0-9]{2}-[0-9]{2}-[0-9]{4} ", line)][0]
+    bad_date = "13" + stamped[2:]
+    parser = LineParser()
+    check(parser, bad_date)
+    for _ in range(RETRY_DECLINED + 3):
+        check(parser, stamped)
+    assert len(parser) == 1 and parser.hits > 0
+    calls = counting_describe(monkeypatch)
+    for _ in range(10):
+        check(parser, stamped)
+    assert calls == [], "a compiled shape's lines are not described again"
+
+
 def test_bytes_empty_and_foreign_text_are_parse_lines_answers():
     parser = check_twice_each([LINES[-1]])
     for line in (LINES[-1].encode("utf-8"), b"\xff\xfe RAM 1/2MB", b"", "", "   ", "hello world", "SWAP 1/2MB",
