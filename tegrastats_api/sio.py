@@ -51,7 +51,7 @@ from tegrastats_api.handlers import (
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 from tegrastats_api.sessions import EngineSessions, payload_ok
 from tegrastats_api.tokens import request_token, token_valid
-from tegrastats_api.websocket import JSONErrorAnswers, text_frame
+from tegrastats_api.websocket import JSONErrorAnswers, text_frame, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -372,18 +372,23 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
         ) -> asyncio.Future[None]:
             # python-engineio writes every packet of a WebSocket client with this (public)
             # method. A sample's message is the same text for every client, so its frame is
-            # built once (SnapshotNamespace.frame_of) and each client costs one stream write;
-            # anything else, or a closing connection, takes tornado's own path (which
-            # raises WebSocketClosedError for the latter, as python-engineio expects).
+            # built once (SnapshotNamespace.frame_of) and each client costs one socket write
+            # (write_frame); anything else, or a closing connection, takes tornado's own
+            # path (which raises WebSocketClosedError for the latter, as python-engineio
+            # expects).
             frame = namespace.frame_of(message) if isinstance(message, str) and not binary else None
             connection = self.ws_connection
             stream = getattr(connection, "stream", None)
             if frame is None or connection is None or connection.is_closing() or stream is None:
                 return super().write_message(message, binary=binary)
             try:
-                return stream.write(frame)
+                rest = write_frame(stream, frame)
             except StreamClosedError:
                 raise WebSocketClosedError() from None
+            if rest is None:  # all of it went out: the Future tornado's method would give, done
+                rest = asyncio.get_running_loop().create_future()
+                rest.set_result(None)
+            return rest
 
         async def on_message(self, message: Any) -> None:
             # python-engineio decodes a WebSocket message outside its reader's error

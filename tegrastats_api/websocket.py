@@ -13,9 +13,10 @@ holds at most two frames of server memory. Keep-alive pings come from the applic
 
 Why frames are written to the stream directly: a server's frames are not masked, so the
 bytes of one sample's frame are the same for every client; :func:`text_frame` builds them
-once per sample and view, and each client costs one buffered socket write. Tornado's
-``write_message`` would build the frame again per client and wrap each write in a Task
-(about half the CPU of a push to 500 clients, see docs/PERFORMANCE.md).
+once per sample and view, and each client costs one socket write (:func:`write_frame`:
+one ``send`` call while nothing earlier waits to go out, else the stream's buffered
+write). Tornado's ``write_message`` would build the frame again per client and wrap each
+write in a Task (about half the CPU of a push to 500 clients, see docs/PERFORMANCE.md).
 
 What it does not: read anything clients send (messages are ignored), or encode JSON.
 """
@@ -29,7 +30,7 @@ import struct
 from http.client import responses
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
@@ -146,6 +147,30 @@ def text_frame(payload: bytes) -> bytes:
     return frame
 
 
+def write_frame(stream: IOStream, frame: bytes) -> Optional[asyncio.Future[None]]:
+    """Write ``frame`` to ``stream``: None when the socket took all of it at once, else the
+    Future of ``stream.write`` for what is left (StreamClosedError when it is closed).
+
+    While nothing written earlier still waits in the stream (public ``writing()``), the
+    frame goes to the socket in one ``send`` call, which is what ``IOStream.write`` does
+    first too, without the Future, buffer and done-callback it makes for every write
+    (a third of a push's CPU per client). Whatever the socket does not take, and every
+    frame while earlier bytes wait, goes through ``stream.write``, so bytes keep their
+    order; a send that fails leaves the error to ``stream.write``, which closes the stream
+    as it always does. TLS streams always take ``stream.write``.
+    """
+    if not stream.writing() and not stream.closed() and not isinstance(stream, SSLIOStream):
+        try:
+            sent = stream.socket.send(frame)
+        except OSError:  # EAGAIN (full), or a broken connection: stream.write handles both
+            sent = 0
+        if sent == len(frame):
+            return None
+        if sent:
+            return stream.write(memoryview(frame)[sent:])
+    return stream.write(frame)
+
+
 class SnapshotSocket(JSONErrorAnswers, WebSocketHandler):
     """One ``/ws`` client: latest document on open, then every sample (or as many as it takes)."""
 
@@ -227,11 +252,11 @@ class SnapshotSocket(JSONErrorAnswers, WebSocketHandler):
                 raise WebSocketClosedError()
             # No compression is negotiated (see the module docstring), so the shared
             # frame goes to the stream as it is, after any frame tornado wrote itself.
-            future = stream.write(text_frame(payload))
+            future = write_frame(stream, text_frame(payload))
         except (WebSocketClosedError, StreamClosedError):
             self.hub.unsubscribe(self.on_sample)
             return
-        if future.done():  # the usual case: the socket took the whole frame at once
+        if future is None or future.done():  # the usual case: the socket took it all at once
             self._pending = None
             return
         self._pending = future

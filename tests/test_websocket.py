@@ -7,13 +7,15 @@ import socket
 import time
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.iostream import IOStream
+from tornado.ioloop import IOLoop
+from tornado.iostream import IOStream, StreamClosedError
+import tornado.testing
 from tornado.testing import gen_test
 from tornado.websocket import websocket_connect
 
-from conftest import hub_app_case
+from conftest import PytestCompatMixin, hub_app_case
 from tegrastats_api.config import Config
-from tegrastats_api.websocket import SnapshotSocket
+from tegrastats_api.websocket import SnapshotSocket, text_frame, write_frame
 
 UPGRADE_HEADERS = {
     "Upgrade": "websocket",
@@ -285,3 +287,74 @@ class TestAuth(WebSocketTestCase):
         await self.read(conn)
         conn = await self.connect("?token=s3cret")
         await self.read(conn)
+
+
+class TestWriteFrame(PytestCompatMixin, tornado.testing.AsyncTestCase):
+    """write_frame over a real socket pair: one send when nothing waits, order kept otherwise."""
+
+    def setUp(self):
+        super().setUp()
+        ours, self.peer = socket.socketpair()
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        self.peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.peer.settimeout(WAIT_S)
+        self.stream = IOStream(ours)
+
+    def tearDown(self):
+        self.stream.close()
+        self.peer.close()
+        super().tearDown()
+
+    def receive(self, size):
+        data = b""
+        while len(data) < size:
+            chunk = self.peer.recv(65536)
+            self.assertTrue(chunk, "peer closed")
+            data += chunk
+        return data
+
+    @gen_test(timeout=10)
+    async def test_an_idle_stream_sends_the_whole_frame_at_once(self):
+        frame = text_frame(b'{"a": 1}')
+        self.assertIsNone(write_frame(self.stream, frame))  # no Future: the socket took it
+        self.assertFalse(self.stream.writing())
+        self.assertEqual(self.receive(len(frame)), frame)
+
+    @gen_test(timeout=10)
+    async def test_what_the_socket_does_not_take_follows_in_order(self):
+        frames = [text_frame(bytes([65 + index]) * 3000) for index in range(40)]  # far over the buffers
+        futures = [write_frame(self.stream, frame) for frame in frames]
+        self.assertIsNone(futures[0])
+        self.assertTrue(self.stream.writing())  # the rest waits in the stream
+        # The peer reads a little before the loop runs again: the socket has room now, yet
+        # the next frame must go behind the bytes still waiting, not straight past them.
+        head = self.peer.recv(8192)
+        futures.append(write_frame(self.stream, text_frame(b"last")))
+        self.assertIsNotNone(futures[-1])
+        expected = b"".join(frames) + text_frame(b"last")
+        rest = await IOLoop.current().run_in_executor(None, self.receive, len(expected) - len(head))
+        self.assertEqual(head + rest, expected)  # every byte, in order
+        await asyncio.wait_for(asyncio.gather(*[f for f in futures if f is not None]), WAIT_S)
+
+    @gen_test(timeout=10)
+    async def test_a_closed_stream_raises(self):
+        self.stream.close()
+        with self.assertRaises(StreamClosedError):
+            write_frame(self.stream, text_frame(b"{}"))
+
+    @gen_test(timeout=10)
+    async def test_a_broken_connection_closes_the_stream(self):
+        self.peer.close()
+        future = write_frame(self.stream, text_frame(b"x" * 100))
+        if future is not None:  # the kernel may take the first frame before it notices
+            with self.assertRaises(StreamClosedError):
+                await asyncio.wait_for(future, WAIT_S)
+        for _ in range(3):
+            try:
+                future = write_frame(self.stream, text_frame(b"x" * 100))
+            except StreamClosedError:
+                break
+            if future is not None:
+                with self.assertRaises(StreamClosedError):
+                    await asyncio.wait_for(future, WAIT_S)
+        self.assertTrue(self.stream.closed())
