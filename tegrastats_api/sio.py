@@ -18,12 +18,15 @@ the ones that never join and the polling ones whose client left. The handler her
 handshake (a request without ``sid``) without the token when one is set (401 before any
 session exists), and one over that cap (503).
 
-Each sample's Socket.IO packet is made once from the hub's JSON (:func:`event_packet`) and
-queued for every accepted client through python-engineio's public ``send``.
+Each sample's Socket.IO packet is made once from the hub's JSON
+(:class:`tegrastats_api.sio_push.SamplePushes`). A WebSocket client that python-engineio has
+written every sample of ours to that it was handed gets the next ones straight on its
+socket; the others get them queued through python-engineio's public ``send``.
 
 What it does not: encode documents (the hub does, once per sample), or keep a backlog:
-a polling client whose Engine.IO queue is already full skips samples, and clients that
-stop answering pings are dropped by Engine.IO after ``ping_interval + ping_timeout``.
+a polling client whose Engine.IO queue is already full, and a WebSocket client whose
+socket is, skip samples, and clients that stop answering pings are dropped by Engine.IO
+after ``ping_interval + ping_timeout``.
 Works with python-socketio 5.0.3/python-engineio 4.0 and newer (see :mod:`tegrastats_api.compat`).
 """
 from __future__ import annotations
@@ -51,7 +54,8 @@ from tegrastats_api.handlers import (
 from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 from tegrastats_api.sessions import EngineSessions, payload_ok
 from tegrastats_api.tokens import request_token, token_valid
-from tegrastats_api.websocket import JSONErrorAnswers, text_frame, write_frame
+from tegrastats_api.sio_push import SamplePushes, open_packet_sid
+from tegrastats_api.websocket import JSONErrorAnswers, limit_send_buffer, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +79,7 @@ class SnapshotNamespace(socketio.AsyncNamespace):
         self.limiter = limiter
         self.config = config
         self.sessions: Optional[EngineSessions] = None  # set by make_sio
-        # The newest sample's Engine.IO message as python-engineio writes it to a WebSocket
-        # (``4`` and the Socket.IO packet), and that message's WebSocket frame.
-        self._wire: Tuple[str, bytes] = ("", b"")
-
-    def frame_of(self, message: str) -> Optional[bytes]:
-        """The WebSocket frame of ``message`` when it is the newest sample's Engine.IO
-        message (built once for every client), else None."""
-        text, frame = self._wire
-        return frame if message == text else None
+        self.pushes = SamplePushes(EVENT)  # each sample's packet and frame; straight pushes
 
     async def on_connect(self, sid: str, environ: Dict[str, Any], auth: Any = None) -> None:
         # Whatever goes wrong here must end in a refusal: an exception python-socketio does
@@ -132,34 +128,53 @@ class SnapshotNamespace(socketio.AsyncNamespace):
             if self.server.manager.is_connected(sid, NAMESPACE) or not self.limiter.holds(sid):
                 break
             await asyncio.sleep(0.01)
-        document = self.hub.latest_document
-        if document is not None and self.limiter.holds(sid):
-            await self.emit(EVENT, document, room=sid)
+        payload = self.hub.latest_json
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, NAMESPACE)
+        # A client a broadcast reached already has a sample as new as this one.
+        if payload is None or not self.limiter.holds(sid) or eio_sid is None \
+                or self.pushes.last_handed(eio_sid) is not None:
+            return
+        number, packet = self.pushes.make(payload)
+        self.pushes.handed(eio_sid, number)
+        await self.server.eio.send(eio_sid, packet)
 
     def on_sample(self, document: Document, payload: bytes) -> None:
-        """Hub subscriber: schedule the broadcast; never waits for any client."""
-        if self._has_clients():
-            packet = event_packet(EVENT, payload)
-            wire = "4" + packet  # Engine.IO's MESSAGE packet as encoded for a WebSocket
-            self._wire = (wire, text_frame(wire.encode("utf-8")))
-            IOLoop.current().spawn_callback(self._broadcast, packet)
+        """Hub subscriber: the sample to every accepted client, straight to the WebSocket
+        of those python-engineio has caught up with (:class:`SamplePushes`), through
+        python-engineio for the others (scheduled); never waits for any client."""
+        if not self._has_clients():
+            return
+        number, packet = self.pushes.make(payload)
+        eio = self.server.eio
+        participants = list(self.server.manager.get_participants(NAMESPACE, ACCEPTED_ROOM))
+        queued = []
+        for _sid, eio_sid in participants:
+            last = self.pushes.last_handed(eio_sid)
+            if last is not None and last >= number:
+                continue  # it has this sample already (the latest document on connect)
+            if self.pushes.push(eio_sid):
+                continue
+            socket = eio.sockets.get(eio_sid)
+            if socket is None or _backlog(socket) > MAX_BACKLOG:
+                continue  # gone, or a slow poller: it skips this sample
+            self.pushes.handed(eio_sid, number)
+            queued.append(eio_sid)
+        if self.pushes.sessions() > len(participants):
+            self.pushes.forget({eio_sid for _sid, eio_sid in participants})
+        if queued:
+            IOLoop.current().spawn_callback(self._broadcast, packet, queued)
 
-    async def _broadcast(self, packet: str) -> None:
-        """Send one encoded Socket.IO packet to every accepted client whose Engine.IO queue
-        is not backlogged (slow pollers skip samples).
+    async def _broadcast(self, packet: str, eio_sids: List[str]) -> None:
+        """Hand one encoded Socket.IO packet to these clients' Engine.IO queues.
 
         ``AsyncServer.emit`` would encode the document again (python-socketio < 5.8: once per
         client) and make a task per client; the packet here is the hub's JSON of the sample,
         encoded once, handed to each client's Engine.IO queue with the public
         ``AsyncServer.send`` of python-engineio (same in 4.0 and 4.15): the bytes on the wire
-        are those ``emit`` would send (:func:`event_packet`).
+        are those ``emit`` would send (:func:`tegrastats_api.sio_push.event_packet`).
         """
-        eio = self.server.eio
-        for _sid, eio_sid in list(self.server.manager.get_participants(NAMESPACE, ACCEPTED_ROOM)):
-            socket = eio.sockets.get(eio_sid)
-            if socket is None or _backlog(socket) > MAX_BACKLOG:
-                continue
-            await eio.send(eio_sid, packet)
+        for eio_sid in eio_sids:
+            await self.server.eio.send(eio_sid, packet)
 
     async def disconnect_all(self) -> None:
         """Disconnect every Socket.IO client and stop watching sessions (server shutdown)."""
@@ -189,13 +204,6 @@ def _backlog(socket: Any) -> int:
     """Engine.IO packets waiting in one session's queue (0 when it has none)."""
     queue = getattr(socket, "queue", None)
     return queue.qsize() if queue is not None else 0
-
-
-def event_packet(event: str, payload: bytes) -> str:
-    """The Socket.IO EVENT packet ``[event, document]`` of the default namespace, from the
-    document's compact JSON: the text python-socketio's ``Packet(EVENT, data=[event,
-    document]).encode()`` gives (``2`` then ``json.dumps(..., separators=(",", ":"))``)."""
-    return '2["%s",%s]' % (event, payload.decode("utf-8"))
 
 
 def library_logger(name: str) -> logging.Logger:
@@ -247,11 +255,12 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
     if made is None:
         raise ValueError("make the Socket.IO server with make_sio")
     sessions: EngineSessions = made
-    namespace = snapshot_namespace(sio)
+    pushes = snapshot_namespace(sio).pushes
 
     class SocketIOHandler(JSONErrorAnswers, base):  # type: ignore[misc, valid-type]
         allowed_methods = ALLOWED_METHODS
         _sid: Optional[str] = None  # the Engine.IO session this request belongs to
+        _eio_sid: Optional[str] = None  # the Engine.IO session of this WebSocket
         _poll_sid: Optional[str] = None  # set while this request is a polling GET in flight
 
         def prepare(self) -> None:
@@ -335,11 +344,14 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
                 await answered
 
         async def open(self, *args: Any, **kwargs: Any) -> None:
+            limit_send_buffer(self)  # past it, samples are skipped (SamplePushes.push)
             try:
                 await super().open(*args, **kwargs)  # schedules Engine.IO's handling of this socket
             finally:
                 if self._sid is not None:
                     sessions.websocket_opened(self._sid, self)
+                    self._eio_sid = self._sid
+                    pushes.opened(self._sid, self)
                 else:
                     # The session is made in the first step of the task just scheduled; this
                     # callback runs after that step, so the handshake is counted until then.
@@ -349,6 +361,10 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
             if self.get_status() != 101:  # no upgrade: no session will come of it
                 sessions.unreserve(self)
             super().on_finish()
+
+        def on_close(self) -> None:
+            pushes.closed(self._eio_sid, self)
+            super().on_close()
 
         def on_connection_close(self) -> None:
             super().on_connection_close()
@@ -371,12 +387,20 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
             self, message: Union[str, bytes, Dict[str, Any]], binary: bool = False
         ) -> asyncio.Future[None]:
             # python-engineio writes every packet of a WebSocket client with this (public)
-            # method. A sample's message is the same text for every client, so its frame is
-            # built once (SnapshotNamespace.frame_of) and each client costs one socket write
-            # (write_frame); anything else, or a closing connection, takes tornado's own
-            # path (which raises WebSocketClosedError for the latter, as python-engineio
-            # expects).
-            frame = namespace.frame_of(message) if isinstance(message, str) and not binary else None
+            # method: the OPEN packet names the session (a WebSocket that made its own), and
+            # the samples written tell SamplePushes when it has caught up. A sample's message
+            # is the same text for every client, so its frame is built once
+            # (SamplePushes.frame_of) and each client costs one socket write (write_frame);
+            # anything else, or a closing connection, takes tornado's own path (which raises
+            # WebSocketClosedError for the latter, as python-engineio expects).
+            frame = None
+            if isinstance(message, str) and not binary:
+                if self._eio_sid is None:
+                    self._eio_sid = open_packet_sid(message)
+                    if self._eio_sid is not None:
+                        pushes.opened(self._eio_sid, self)
+                pushes.written(self, message)
+                frame = pushes.frame_of(message)
             connection = self.ws_connection
             stream = getattr(connection, "stream", None)
             if frame is None or connection is None or connection.is_closing() or stream is None:

@@ -171,6 +171,17 @@ def write_frame(stream: IOStream, frame: bytes) -> Optional[asyncio.Future[None]
     return stream.write(frame)
 
 
+def limit_send_buffer(handler: WebSocketHandler) -> None:
+    """Cap the kernel send buffer of ``handler``'s connection at :data:`SEND_BUFFER_BYTES`.
+
+    A client that stops reading would otherwise pin megabytes of kernel memory (Linux grows
+    a loopback or LAN send buffer to 4 MB) before the server sees it is behind.
+    """
+    stream = getattr(handler.ws_connection, "stream", None)
+    if stream is not None and stream.socket is not None:
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+
+
 class SnapshotSocket(JSONErrorAnswers, WebSocketHandler):
     """One ``/ws`` client: latest document on open, then every sample (or as many as it takes)."""
 
@@ -218,12 +229,7 @@ class SnapshotSocket(JSONErrorAnswers, WebSocketHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         log.debug("/ws client %s connected", self.request.remote_ip)
-        stream = getattr(self.ws_connection, "stream", None)
-        if stream is not None:
-            # A client that stops reading would otherwise pin megabytes of kernel memory
-            # (Linux grows a loopback or LAN send buffer to 4 MB); past this, its frames
-            # are dropped here instead (see on_sample).
-            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        limit_send_buffer(self)  # past it, frames are dropped here (see on_sample)
         self.hub.subscribe(self.on_sample)
         payload = self.hub.latest_json if self.fields is None else self.hub.fields_json(self.fields)
         if payload is not None:

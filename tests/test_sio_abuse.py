@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -643,3 +644,92 @@ def test_websocket_clients_get_python_socketios_bytes_from_one_frame_per_sample(
     assert samples_by_tornado == [], "a sample's frame was built per client by tornado"
     for client in clients:
         client.close()
+
+
+# --- samples straight to the WebSocket clients python-engineio has caught up with ---------------
+
+
+def test_a_websocket_is_caught_up_only_once_engineio_wrote_the_last_sample_it_was_handed():
+    """SamplePushes lets a sample go straight to a session's WebSocket only when the last
+    sample handed to python-engineio for that session has been written through it (every
+    earlier packet then has too): not before anything was written, not while a later one
+    waits in python-engineio's queue, not after the WebSocket closed; other packets written
+    (pings, the CONNECT) change nothing."""
+    from tornado.websocket import WebSocketHandler
+
+    from tegrastats_api.sio_push import SamplePushes
+
+    pushes = SamplePushes("tegrastats_update")
+    handler = object.__new__(WebSocketHandler)  # only its identity is used here
+    one, packet_one = pushes.make(b'{"n":1}')
+    assert packet_one == '2["tegrastats_update",{"n":1}]'
+    two, packet_two = pushes.make(b'{"n":2}')
+    assert pushes.make(b'{"n":2}') == (two, packet_two)  # the same sample: the same number
+    assert two > one
+    pushes.opened("e1", handler)
+    assert pushes.caught_up("e1") is None  # nothing handed, nothing written
+    pushes.handed("e1", one)
+    assert pushes.caught_up("e1") is None
+    pushes.handed("e1", two)
+    pushes.written(handler, "4" + packet_one)
+    assert pushes.caught_up("e1") is None  # the second is still in python-engineio's queue
+    for other in ("2", '40{"sid":"x"}', "4" + packet_two[:-1]):
+        pushes.written(handler, other)
+        assert pushes.caught_up("e1") is None
+    pushes.written(handler, "4" + packet_two)
+    assert pushes.caught_up("e1") is handler
+    assert pushes.caught_up("e2") is None  # another session
+    three, _ = pushes.make(b'{"n":3}')
+    pushes.handed("e1", three)
+    assert pushes.caught_up("e1") is None
+    pushes.written(handler, "4" + pushes.make(b'{"n":3}')[1])
+    assert pushes.caught_up("e1") is handler
+    pushes.closed("e1", handler)
+    assert pushes.caught_up("e1") is None
+    assert pushes.sessions() == 1
+    pushes.forget(set())
+    assert pushes.sessions() == 0
+
+
+def numbered_line(line, number):
+    """``line`` with ``number`` MB of RAM used: samples told apart by ``ram_used(text)``."""
+    return re.sub(r"RAM \d+/", "RAM %d/" % number, line, count=1)
+
+
+def ram_used(text):
+    return int(re.search(r'"ram": ?\{"used": ?(\d+)', text).group(1))
+
+
+def test_a_socketio_client_that_stops_reading_skips_samples_and_holds_one_frame(live_server, transport_lines):
+    """A Socket.IO WebSocket client that stops reading skips samples once its socket is full:
+    the server holds at most the frame being written for it, the others get every sample,
+    and when it reads again it gets samples in order, the newest in the end."""
+    from tegrastats_api.sio import snapshot_namespace
+
+    server = live_server(transport_lines[:1])
+    port = server.server.port
+    fast = member(port)
+    slow = RawWebSocket(port, SIO_PATH, rcvbuf=4096)
+    assert slow.text().startswith("0{")
+    slow.send("40")
+    assert slow.text().startswith("40")
+    assert sio_event(slow)
+    pushes = snapshot_namespace(server.server.sio).pushes
+    sent = 0
+    deadline = deadline_after(20)
+    while server.call(lambda: pushes.skipped) < 5:
+        assert time.monotonic() < deadline, "the slow client never skipped a sample"
+        sent += 1
+        server.feed(numbered_line(transport_lines[0], sent))
+        assert ram_used(sio_event(fast)) == sent  # the others get every sample
+    frame = len(pushes.frame_of(pushes._message) or b"")
+    buffered = server.call(lambda: max(len(h.ws_connection.stream._write_buffer)
+                                       for h in pushes._websockets.values()))
+    assert buffered <= frame + 64  # tornado's private buffer, read only here
+    # Reading again: samples in order, and the newest in the end.
+    got = []
+    while not got or got[-1] != sent:
+        got.append(ram_used(sio_event(slow)))
+    assert got == sorted(set(got)) and len(got) < sent
+    fast.close()
+    slow.close()

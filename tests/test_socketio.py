@@ -117,6 +117,47 @@ def test_python_client_gets_the_rest_document(live_server, py_client, transport_
     assert server.limiter.count == 1
 
 
+def straight_pushes(server):
+    """Sample frames written straight to Socket.IO WebSockets so far (SamplePushes.pushed)."""
+    from tegrastats_api.sio import snapshot_namespace
+
+    return server.call(lambda: snapshot_namespace(server.server.sio).pushes.pushed)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "upgrade"])
+def test_websocket_clients_get_every_sample_straight_and_in_order(live_server, py_client, transport_lines, transport):
+    """Once python-engineio has written a sample to a WebSocket client (one that began as
+    one, or upgraded from polling), the next ones go to its socket straight; the client
+    sees every sample once, in order, the same documents as the hub's, one at a time and in
+    a burst of samples made in one step of the loop, while a polling client beside it gets
+    every sample through python-engineio."""
+    server = live_server(transport_lines[:1])
+    client = py_client().connect(server.url, TRANSPORTS[transport])
+    poller = py_client().connect(server.url, ["polling"])
+    assert client.next_update() == poller.next_update() == server.hub.latest_document
+    wait_until(lambda: client.sio.transport() == "websocket")  # the upgrade is done
+    before = straight_pushes(server)
+    for index in range(10):
+        server.feed(transport_lines[index % len(transport_lines)])
+        document = server.hub.latest_document
+        assert client.next_update() == poller.next_update() == document
+    assert straight_pushes(server) - before >= 8, "samples did not go straight to the WebSocket"
+
+    def burst():
+        documents = []
+        for index in range(20):
+            server.hub.feed_line(transport_lines[index % len(transport_lines)])
+            documents.append(server.hub.latest_document)
+        return documents
+
+    before = straight_pushes(server)
+    sent = server.call(burst)
+    assert [client.next_update() for _ in sent] == sent
+    assert straight_pushes(server) - before == len(sent)
+    time.sleep(0.2)
+    assert client.updates.empty()  # nothing twice
+
+
 def test_socketio_takes_samples_from_the_hub_only_while_it_has_clients(live_server, py_client, transport_lines):
     """Without Socket.IO clients the hub has no subscriber for it (and so no document to
     make for it); the first client subscribes, the last one leaving unsubscribes."""
@@ -412,7 +453,7 @@ def test_node_client_cap_and_auth(live_server, node_client, py_client, transport
 
 
 def test_the_broadcast_packet_is_what_python_socketio_would_encode():
-    """Each sample's Socket.IO packet is made once from the hub's JSON (sio.event_packet); for
+    """Each sample's Socket.IO packet is made once from the hub's JSON (sio_push.event_packet); for
     every recorded line, and a document with text that JSON escapes, it is the very text
     python-socketio's own encoder makes of ``[event, document]``, and decodes back to the
     document."""
@@ -421,7 +462,8 @@ def test_the_broadcast_packet_is_what_python_socketio_would_encode():
     from socketio import packet as sio_packet
 
     from tegrastats_api.hub import SnapshotHub, encode_document
-    from tegrastats_api.sio import EVENT, event_packet
+    from tegrastats_api.sio import EVENT
+    from tegrastats_api.sio_push import event_packet
 
     with open(os.path.join(TESTS_DIR, "fixtures", "tegrastats", "samples.tsv"), encoding="utf-8", newline="") as f:
         lines = [row["line"] for row in csv.DictReader(f, delimiter="\t")]
