@@ -9,9 +9,11 @@ What it does: :class:`EngineSessions` admits a Socket.IO handshake (a request wi
 :func:`payload_ok` tells whether a polling POST body is made of packets python-engineio takes.
 
 What it does not: check tokens or origins, or answer requests (the handler in
-:mod:`tegrastats_api.sio` does both); WebSocket sessions are left to Engine.IO's pings. It
-reads python-engineio's session table (``eio.sockets`` and each socket's ``closing``,
-``closed``, ``upgraded``, ``upgrading`` and ``queue``), the same in 4.0.0 and 4.15.
+:mod:`tegrastats_api.sio` does both); joined WebSocket sessions are left to Engine.IO's
+pings (the sweep stops while all sessions are such, and starts again with the next
+handshake or a client leaving the namespace). It reads python-engineio's session table
+(``eio.sockets`` and each socket's ``closing``, ``closed``, ``upgraded``, ``upgrading`` and
+``queue``), the same in 4.0.0 and 4.15.
 """
 from __future__ import annotations
 
@@ -166,7 +168,7 @@ class EngineSessions:
             table.pop(eio_sid, None)
 
     def start(self) -> None:
-        """Start the sweep (on the first handshake; idempotent)."""
+        """Start the sweep (on a handshake, or a client leaving the namespace; idempotent)."""
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
 
@@ -175,11 +177,28 @@ class EngineSessions:
             self._task.cancel()
             self._task = None
 
+    def watching(self) -> bool:
+        """Whether a sweep has anything to watch: a WebSocket handshake under way, or an
+        open session that has not joined the namespace or is not (yet) on a WebSocket."""
+        if self._reserved:
+            return True
+        joined = self.joined()
+        for eio_sid, socket in list(self.sio.eio.sockets.items()):
+            if not (socket.closing or socket.closed) and (eio_sid not in joined or not socket.upgraded):
+                return True
+        return False
+
     async def _run(self) -> None:
+        # Sweeps while there is something to watch, then ends: joined WebSocket sessions
+        # are Engine.IO's pings' to watch, so a server whose clients all are costs no timer.
+        # Whatever makes a session worth watching again starts it (a handshake, a client
+        # leaving the namespace).
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             try:
                 await self.sweep()
+                if not self.watching():
+                    return
             except Exception:  # noqa: BLE001 - the sweep must go on
                 log.exception("Engine.IO session sweep failed")
 

@@ -110,6 +110,8 @@ class SnapshotNamespace(socketio.AsyncNamespace):
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.limiter.release(sid)
         self._unsubscribe_when_alone()
+        if self.sessions is not None:
+            self.sessions.start()  # its Engine.IO session may stay open without a slot
 
     def _has_clients(self) -> bool:
         """Whether a Socket.IO client holds a slot (their owners are sids; /ws's are handlers)."""

@@ -46,6 +46,7 @@ POLLING = "/socket.io/?EIO=4&transport=polling"
 JSON_TYPE = "application/json"
 SIO_METHODS = "GET, POST, OPTIONS"
 SWEEP_WAIT_S = 30.0  # generous: a sweep every second, 5 s of grace, a loaded machine
+PING_TIMEOUT_WAIT_S = 12.0  # less than python-engineio's ping interval + timeout (30 s here)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -416,6 +417,37 @@ def test_joined_clients_outlive_the_sweeps(live_server, transport_lines, monkeyp
     finally:
         ws_client.close()
         threading.Thread(target=py.disconnect, daemon=True).start()  # may hang over polling
+
+
+def test_the_sweep_runs_only_while_a_session_needs_watching(live_server, transport_lines, monkeypatch):
+    """No timer while every session is a joined WebSocket one (Engine.IO's pings watch those);
+    a polling session starts the sweep again, and a WebSocket client that leaves the
+    namespace but keeps its Engine.IO session is still closed by it."""
+    from tegrastats_api.sio import snapshot_namespace
+
+    monkeypatch.setattr(sessions_module, "PENDING_TTL_S", 1.0)
+    server = live_server(transport_lines[:1])
+    port = server.server.port
+    client = member(port)
+    sessions = snapshot_namespace(server.server.sio).sessions
+
+    def sweeping():
+        return server.call(lambda: sessions._task is not None and not sessions._task.done())
+
+    wait_until(lambda: not sweeping(), SWEEP_WAIT_S, "the sweep stopped")
+    time.sleep(2.5 * sessions_module.SWEEP_INTERVAL_S)
+    assert not sweeping() and server.limiter.count == 1
+    feed_and_expect(server, transport_lines[1], client)  # control: the client is served
+    eio_sid = open_polling(server)  # a session that has not joined: watched
+    assert sweeping()
+    wait_until(lambda: eio_sid not in server.server.sio.eio.sockets, SWEEP_WAIT_S, "the idle session closed")
+    wait_until(lambda: not sweeping(), SWEEP_WAIT_S, "the sweep stopped again")
+    client.send("41")  # leaves the namespace, keeps the Engine.IO session
+    wait_until(lambda: server.limiter.count == 0, what="the slot released")
+    # Within seconds (PENDING_TTL_S and a sweep), not Engine.IO's ping timeout (30 s).
+    assert client.is_closed_by_server(PING_TIMEOUT_WAIT_S)
+    wait_until(lambda: eio_sessions(server) == 0, SWEEP_WAIT_S, "its session closed")
+    client.close()
 
 
 # --- 6. polling clients that stop polling -------------------------------------------------------
