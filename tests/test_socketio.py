@@ -433,6 +433,38 @@ def test_node_client(live_server, node_client, transport_lines, args, transports
         assert ("upgrade", "websocket") in events
 
 
+@pytest.mark.parametrize("args", [["--transports", "websocket"], ["--transports", "polling,websocket",
+                                                                  "--expect-upgrade"]])
+def test_node_client_gets_a_burst_straight_and_in_order(live_server, node_client, transport_lines, args):
+    """socket.io-client 4 over WebSocket (from the start, or after an upgrade) gets a burst
+    of samples made in one step of the loop, every one once and in order, mostly written
+    straight to its socket."""
+    server = live_server(transport_lines[:1])
+    count = 20
+    client = node_client(server.url, "--count", str(count + 2), *args)
+    assert client.next("tegrastats_update")["data"] == server.hub.latest_document
+    assert client.next("ready") == {"event": "ready"}
+    if "--expect-upgrade" in args and not any(item["event"] == "upgrade" for item in client.seen):
+        client.next("upgrade")
+    server.feed(transport_lines[1])  # python-engineio writes it: the client is caught up
+    assert client.next("tegrastats_update")["data"] == server.hub.latest_document
+    before = straight_pushes(server)
+
+    def burst():
+        documents = []
+        for index in range(count):
+            server.hub.feed_line(transport_lines[index % len(transport_lines)])
+            documents.append(server.hub.latest_document)
+        return documents
+
+    sent = server.call(burst)
+    updates = [client.next("tegrastats_update") for _ in sent]
+    assert [update["data"] for update in updates] == sent
+    assert {update["transport"] for update in updates} == {"websocket"}
+    assert client.wait() == 0
+    assert straight_pushes(server) - before == count
+
+
 def test_node_client_cap_and_auth(live_server, node_client, py_client, transport_lines):
     server = live_server(transport_lines[:1], max_connections=1, auth_token="s3cret")
     # A wrong token: socket.io-client reports the server's reason, whether the handshake was
