@@ -119,9 +119,11 @@ class SnapshotNamespace(socketio.AsyncNamespace):
 
     def _unsubscribe_when_alone(self) -> None:
         """Stop getting samples once no Socket.IO client holds a slot: the hub then has no
-        document to make for us (a server nobody watches only parses)."""
+        document to make for us (a server nobody watches only parses), and nothing handed
+        to python-engineio for anyone matters any more."""
         if not self._has_clients():
             self.hub.unsubscribe(self.on_sample)
+            self.pushes.forget(set())
 
     async def _send_latest(self, sid: str) -> None:
         # The CONNECT packet goes out after on_connect returns (and newer versions mark

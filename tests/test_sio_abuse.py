@@ -765,3 +765,39 @@ def test_a_socketio_client_that_stops_reading_skips_samples_and_holds_one_frame(
     assert got == sorted(set(got)) and len(got) < sent
     fast.close()
     slow.close()
+
+
+def known_of_clients(pushes):
+    """How many WebSockets, written and pushed-to handlers, waiting ones and sessions handed
+    samples a SamplePushes holds (its private tables, read only here)."""
+    return (len(pushes._websockets), len(pushes._written), len(pushes._sent), len(pushes._waiting),
+            pushes.sessions())
+
+
+def test_what_is_known_of_socketio_clients_goes_with_them(live_server, transport_lines, monkeypatch):
+    """Clients that leave, with a close frame, without one, or by leaving the namespace,
+    leave nothing behind in SamplePushes once no client is left (it would grow with every
+    client over a server's life)."""
+    from tegrastats_api.sio import snapshot_namespace
+
+    monkeypatch.setattr(sessions_module, "PENDING_TTL_S", 1.0)
+    server = live_server(transport_lines[:1])
+    port = server.server.port
+    for _ in range(2):
+        clients = [member(port) for _ in range(6)]
+        pushes = snapshot_namespace(server.server.sio).pushes
+        for line in transport_lines[1:3]:  # the second one goes straight to every client
+            feed_and_expect(server, line, *clients)
+        assert server.call(known_of_clients, pushes) == (6, 6, 6, 0, 6)
+        for index, client in enumerate(clients):
+            if index % 3 == 0:
+                client.sock.close()  # gone without a close frame
+            elif index % 3 == 1:
+                client.close()
+            else:
+                client.send("41")  # leaves the namespace; the server closes it soon after
+        wait_until(lambda: server.limiter.count == 0, SWEEP_WAIT_S, "every slot released")
+        wait_until(lambda p=pushes: server.call(known_of_clients, p) == (0, 0, 0, 0, 0),
+                   SWEEP_WAIT_S, "nothing left of the clients")
+        for client in clients:
+            client.close()
