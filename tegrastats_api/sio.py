@@ -55,7 +55,7 @@ from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 from tegrastats_api.sessions import EngineSessions, payload_ok
 from tegrastats_api.tokens import request_token, token_valid
 from tegrastats_api.sio_push import SamplePushes, open_packet_sid
-from tegrastats_api.websocket import JSONErrorAnswers, limit_send_buffer, write_frame
+from tegrastats_api.websocket import JSONErrorAnswers, limit_send_buffer, open_stream, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -405,9 +405,8 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
                         pushes.opened(self._eio_sid, self)
                 pushes.written(self, message)
                 frame = pushes.frame_of(message)
-            connection = self.ws_connection
-            stream = getattr(connection, "stream", None)
-            if frame is None or connection is None or connection.is_closing() or stream is None:
+            stream = open_stream(self)
+            if frame is None or stream is None:
                 return super().write_message(message, binary=binary)
             try:
                 rest = write_frame(stream, frame)

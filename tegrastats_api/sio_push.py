@@ -34,7 +34,7 @@ from typing import Dict, Optional, Set, Tuple
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler
 
-from tegrastats_api.websocket import text_frame, write_frame
+from tegrastats_api.websocket import open_stream, text_frame, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,8 @@ class SamplePushes:
         handler = self.caught_up(eio_sid)
         if handler is None:
             return False
-        connection = handler.ws_connection
-        stream = getattr(connection, "stream", None)
-        if connection is None or connection.is_closing() or stream is None or stream.closed():
+        stream = open_stream(handler)
+        if stream is None or stream.closed():
             return False  # python-engineio's way meets the closed connection as it expects
         if self._sent.get(handler, 0) >= self.count:
             return True  # it has this one
@@ -161,8 +160,11 @@ class SamplePushes:
         self._waiting.discard(handler)
         if done.cancelled() or done.exception() is not None:
             return  # closed: python-engineio hears of it
-        if self.caught_up(eio_sid) is handler and self.push(eio_sid):
-            self.skipped -= 1  # it was counted as skipped while it waited
+        if self.caught_up(eio_sid) is handler:
+            pushed = self.pushed
+            self.push(eio_sid)
+            if self.pushed > pushed:
+                self.skipped -= 1  # it was counted as skipped while it waited, and went out now
 
 
 def event_packet(event: str, payload: bytes) -> str:

@@ -171,6 +171,16 @@ def write_frame(stream: IOStream, frame: bytes) -> Optional[asyncio.Future[None]
     return stream.write(frame)
 
 
+def open_stream(handler: WebSocketHandler) -> Optional[IOStream]:
+    """The stream of ``handler``'s WebSocket connection, or None when there is none or it
+    is closing (a frame written then would follow tornado's close frame)."""
+    connection = handler.ws_connection
+    stream = getattr(connection, "stream", None)
+    if connection is None or connection.is_closing() or stream is None:
+        return None
+    return stream
+
+
 def limit_send_buffer(handler: WebSocketHandler) -> None:
     """Cap the kernel send buffer of ``handler``'s connection at :data:`SEND_BUFFER_BYTES`.
 
@@ -251,10 +261,9 @@ class SnapshotSocket(JSONErrorAnswers, WebSocketHandler):
         self._send(payload)
 
     def _send(self, payload: bytes) -> None:
-        connection = self.ws_connection
-        stream = getattr(connection, "stream", None)
+        stream = open_stream(self)
         try:
-            if connection is None or connection.is_closing() or stream is None:
+            if stream is None:
                 raise WebSocketClosedError()
             # No compression is negotiated (see the module docstring), so the shared
             # frame goes to the stream as it is, after any frame tornado wrote itself.
