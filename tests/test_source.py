@@ -67,6 +67,9 @@ async def wait_until(check: Callable[[], bool], timeout: float = 3.0, what: str 
 
 
 def open_fds() -> int:
+    """How many fds this process holds, after garbage from earlier tests (an unreferenced
+    loop or socket) is collected: a collection between two counts must not move them."""
+    gc.collect()
     return len(os.listdir("/proc/self/fd"))
 
 
