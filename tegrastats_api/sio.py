@@ -55,7 +55,7 @@ from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 from tegrastats_api.sessions import EngineSessions, payload_ok
 from tegrastats_api.tokens import request_token, token_valid
 from tegrastats_api.sio_push import SamplePushes, open_packet_sid
-from tegrastats_api.websocket import JSONErrorAnswers, limit_send_buffer, open_stream, write_frame
+from tegrastats_api.websocket import JSONErrorAnswers, frame_text, limit_send_buffer, open_stream, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -394,9 +394,13 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
             # method: the OPEN packet names the session (a WebSocket that made its own), and
             # the samples written tell SamplePushes when it has caught up. A sample's message
             # is the same text for every client, so its frame is built once
-            # (SamplePushes.frame_of) and each client costs one socket write (write_frame);
-            # anything else, or a closing connection, takes tornado's own path (which raises
-            # WebSocketClosedError for the latter, as python-engineio expects).
+            # (SamplePushes.frame_of) and each client costs one socket write (write_frame).
+            # Other text (pings, the CONNECT answer, the disconnect and CLOSE packets) is
+            # written the same way: tornado's own method wraps each write in a task, which
+            # the loop's shutdown cancels when the client stopped reading, and asyncio logs
+            # an error for every such write. Binary messages, and a closing connection, take
+            # tornado's path (which raises WebSocketClosedError for the latter, as
+            # python-engineio expects).
             frame = None
             if isinstance(message, str) and not binary:
                 if self._eio_sid is None:
@@ -404,7 +408,7 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
                     if self._eio_sid is not None:
                         pushes.opened(self._eio_sid, self)
                 pushes.written(self, message)
-                frame = pushes.frame_of(message)
+                frame = pushes.frame_of(message) or frame_text(message.encode("utf-8"))
             stream = open_stream(self)
             if frame is None or stream is None:
                 return super().write_message(message, binary=binary)

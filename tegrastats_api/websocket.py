@@ -125,22 +125,28 @@ class JSONErrorAnswers(RequestHandler):
         self.finish(error_body(status_code, message))
 
 
-def text_frame(payload: bytes) -> bytes:
-    """The unmasked, unfragmented WebSocket text frame (RFC 6455 section 5.2) of ``payload``.
+def frame_text(payload: bytes) -> bytes:
+    """The unmasked, unfragmented WebSocket text frame (RFC 6455 section 5.2) of ``payload``
+    (UTF-8 text), built every call: :func:`text_frame` keeps the frames of samples."""
+    size = len(payload)
+    if size < 126:
+        head = struct.pack("!BB", 0x81, size)
+    elif size <= 0xFFFF:
+        head = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, size)
+    return head + payload
 
-    Built once per payload: every client of a sample gets the same bytes object from the
-    hub, whose hash Python keeps, so the lookup is cheap.
+
+def text_frame(payload: bytes) -> bytes:
+    """:func:`frame_text` of ``payload``, built once per payload.
+
+    Every client of a sample gets the same bytes object from the hub, whose hash Python
+    keeps, so the lookup is cheap.
     """
     frame = _frames.get(payload)
     if frame is None:
-        size = len(payload)
-        if size < 126:
-            head = struct.pack("!BB", 0x81, size)
-        elif size <= 0xFFFF:
-            head = struct.pack("!BBH", 0x81, 126, size)
-        else:
-            head = struct.pack("!BBQ", 0x81, 127, size)
-        frame = head + payload
+        frame = frame_text(payload)
         if len(_frames) >= _FRAME_CACHE_SIZE:
             _frames.clear()
         _frames[payload] = frame

@@ -384,6 +384,49 @@ def test_a_ws_client_that_never_reads_loses_frames_and_nobody_waits(server_proce
     stalled.close()
 
 
+def _stalled_clients(port):
+    """Clients that stop reading with the server's writes to them waiting: /ws, Socket.IO on
+    a WebSocket, and HTTP answers asked for 20 at a time, each on a small receive buffer and
+    never read after the first answer."""
+    clients = []
+    for path in ("/ws", "/socket.io/?EIO=4&transport=websocket"):
+        client = RawWebSocket(port, path, rcvbuf=4096)
+        assert client.status == 101
+        if path != "/ws":
+            assert client.text().startswith("0{")
+            client.send("40")
+        client.text()
+        clients.append(client)
+    for request in ("GET /api/history HTTP/1.1", "GET /metrics HTTP/1.1"):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall((request + "\r\nHost: 127.0.0.1\r\n\r\n").encode("ascii") * 20)
+        clients.append(sock)
+    return clients
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_with_clients_that_stopped_reading_is_quiet_and_prompt(server_process, signum):
+    """A signal while clients of every kind have writes waiting (their sockets full): the
+    server exits 0 within seconds, and nothing of theirs is logged as an error (a write left
+    pending at the loop's end is cancelled, which asyncio would log for each)."""
+    server = server_process("--simulate", "--update-interval", "0.01", "--history-size", "600")
+    wait_until(lambda: server.get("/api/status").status_code == 200)
+    clients = [client for _ in range(3) for client in _stalled_clients(server.port)]
+    wait_until(lambda: server.health()["samples"] >= 300, what="their sockets filled")
+    assert server.health()["connected_clients"] >= 6
+    started = time.monotonic()
+    assert server.stop(signum) == 0
+    assert time.monotonic() - started < 5.0
+    log = server.log()
+    assert "stopped" in log
+    errors = re.findall(r"^(?:ERROR|CRITICAL) .*", log, re.MULTILINE)
+    assert errors == [] and "Traceback" not in log, log[-3000:]
+    for client in clients:
+        (client.sock if isinstance(client, RawWebSocket) else client).close()
+
+
 def _cycle(port, kind, index):
     if kind == "ws":
         client = RawWebSocket(port, "/ws")
