@@ -121,6 +121,20 @@ class EngineSessions:
         if eio_sid in self.sio.eio.sockets:
             self._last_poll[eio_sid] = time.monotonic()
 
+    def end_polls_of_closed(self, eio_sid: str, socket: Any) -> None:
+        """Answer the GET in flight of ``eio_sid`` at once if its session is now closed.
+
+        A client closing its session (a CLOSE packet in a POST) makes python-engineio close
+        it without waking the long-poll GET it holds: that GET waits out ``ping_interval +
+        ping_timeout`` (30 s) and is then answered 400, so python-socketio's ``disconnect()``
+        over polling blocks that long. ``None`` in the session's queue is python-engineio's
+        own "nothing more" (its ``poll`` returns no packets): the GET gets an empty 200.
+        ``socket`` is the session's object from before the POST (python-engineio may have
+        dropped it from ``eio.sockets`` since).
+        """
+        if socket.closed and self._polls.get(eio_sid):
+            socket.queue.put_nowait(None)
+
     async def sweep(self) -> None:
         """Close the sessions that never joined in time and the polling ones whose client left."""
         now = time.monotonic()

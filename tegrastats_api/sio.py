@@ -343,9 +343,12 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
                 await sessions.drop(self._sid, refusal[1])  # type: ignore[arg-type]
                 finish_with_error(self, *refusal)
                 return
+            socket = sio.eio.sockets.get(self._sid) if self._sid is not None else None
             answered = super().post(*args, **kwargs)
             if answered is not None:
                 await answered
+            if socket is not None:  # the POST may have closed the session: its GET ends now
+                sessions.end_polls_of_closed(self._sid, socket)  # type: ignore[arg-type]
 
         async def open(self, *args: Any, **kwargs: Any) -> None:
             limit_send_buffer(self)  # past it, samples are skipped (SamplePushes.push)

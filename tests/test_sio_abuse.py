@@ -494,6 +494,54 @@ def test_polling_clients_that_stop_polling_release_their_slots(live_server, tran
         client.close()
 
 
+@pytest.mark.parametrize("goodbye", ["1", "41\x1e1", "3\x1e1"], ids=["close", "leave-and-close", "pong-and-close"])
+def test_a_polling_client_that_closes_gets_its_long_poll_answered_at_once(live_server, transport_lines, goodbye):
+    """A polling client that closes its session (a CLOSE packet, alone or after others, in a
+    POST) while its long-poll GET waits: the GET is answered at once, an empty 200 (python-engineio
+    alone lets it wait out ping_interval + ping_timeout, 30 s, then answers 400), and the
+    slot is free."""
+    server = live_server(transport_lines[:1])
+    eio_sid = open_polling(server)
+    join_polling(server, eio_sid)  # nothing left queued: the next GET waits
+    assert server.limiter.count == 1
+    sessions = sio_module.snapshot_namespace(server.server.sio).sessions
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(poll(server, eio_sid)), daemon=True)
+    waiting.start()
+    wait_until(lambda: server.call(lambda: sessions._polls.get(eio_sid)), what="the GET waiting in the server")
+    started = time.monotonic()
+    assert post(server, eio_sid, goodbye).status_code == 200
+    waiting.join(WAIT_S)  # a GET still waiting would raise requests' timeout after WAIT_S
+    assert answers, "the long-poll was not answered within %s s" % WAIT_S
+    assert time.monotonic() - started < 3.0
+    assert (answers[0].status_code, answers[0].text) == (200, "")
+    wait_until(lambda: server.limiter.count == 0, what="the slot released")
+    assert eio_sessions(server) == 0
+    assert poll(server, eio_sid).status_code == 400  # the session is gone
+
+
+def test_python_socketio_over_polling_disconnects_at_once(live_server, transport_lines, caplog):
+    """python-socketio's client over polling (its transport when websocket-client is not
+    installed): ``disconnect()`` returns at once, the slot is freed, and the server logs no
+    warning for it (it used to block 30 s, then get a 400 logged at WARNING)."""
+    server = live_server(transport_lines[:1])
+    with caplog.at_level(logging.WARNING, logger="tornado.access"):
+        client = socketio.Client(reconnection=False)
+        got = threading.Event()
+        client.on("tegrastats_update", lambda data: got.set())
+        client.connect("http://127.0.0.1:%d" % server.server.port, transports=["polling"])
+        assert got.wait(WAIT_S)
+        started = time.monotonic()
+        closing = threading.Thread(target=client.disconnect, daemon=True)
+        closing.start()
+        closing.join(WAIT_S)
+        assert not closing.is_alive(), "disconnect() did not return within %s s" % WAIT_S
+        assert time.monotonic() - started < 3.0, "disconnect() took %.1f s" % (time.monotonic() - started)
+        wait_until(lambda: server.limiter.count == 0, what="the slot released")
+        time.sleep(0.2)  # a last answer's access-log line, if any, is written by now
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 # --- 12. every error is the contract's JSON -------------------------------------------------------
 
 
