@@ -6,7 +6,9 @@ What it does: :class:`EngineSessions` admits a Socket.IO handshake (a request wi
 :data:`SWEEP_INTERVAL_S`: a session that has not joined the namespace within
 :data:`PENDING_TTL_S`, and a joined polling session with no GET in flight for
 :data:`POLL_GRACE_S` (its client is gone), is closed, which gives its slot back.
-:func:`payload_ok` tells whether a polling POST body is made of packets python-engineio takes.
+The GET in flight of a session its client closed is answered at once
+(:meth:`EngineSessions.end_polls_of_closed`). :func:`payload_ok` tells whether a polling
+POST body is made of packets python-engineio takes.
 
 What it does not: check tokens or origins, or answer requests (the handler in
 :mod:`tegrastats_api.sio` does both); joined WebSocket sessions are left to Engine.IO's
