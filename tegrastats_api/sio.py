@@ -266,6 +266,7 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
         _sid: Optional[str] = None  # the Engine.IO session this request belongs to
         _eio_sid: Optional[str] = None  # the Engine.IO session of this WebSocket
         _poll_sid: Optional[str] = None  # set while this request is a polling GET in flight
+        routine_refusal = False  # log_request logs this request at INFO even if refused
 
         def prepare(self) -> None:
             origin = self.request.headers.get("Origin")
@@ -291,7 +292,11 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
                 refusal = self._handshake_refusal(query)
                 if refusal is not None:
                     finish_with_error(self, *refusal)
-            elif self._sid not in sio.eio.sockets:  # expired, closed or made up
+            elif getattr(sio.eio.sockets.get(self._sid), "closed", True):  # expired, closed or made up
+                # A closed session python-engineio still lists would log an ERROR there. A
+                # python-socketio client over polling may send one more GET after its own
+                # CLOSE (its read loop races its disconnect()): a routine 400, logged at INFO.
+                self.routine_refusal = True
                 finish_with_error(self, 400, "unknown Engine.IO session")
 
         def _handshake_refusal(self, query: Dict[str, List[str]]) -> Optional[Tuple[int, str]]:

@@ -298,10 +298,13 @@ def log_request(handler: RequestHandler) -> None:
     Tornado's own would log ``GET /api/status?token=T``, at WARNING for a refused token. The
     query is logged as the server decodes it (:func:`redact_token`), so that a token the
     server accepts under any spelling (``to%6Ben``, ``+``, repeated keys) is masked; the
-    Authorization header is never logged.
+    Authorization header is never logged. Error answers are logged at WARNING (ERROR from
+    500, but 503), or at INFO when the handler set ``routine_refusal``.
     """
     status = handler.get_status()
-    if status < 400:
+    if status < 400 or getattr(handler, "routine_refusal", False):
+        # routine_refusal: a handler's answer to something clients do in normal use (a
+        # Socket.IO poll racing its own disconnect), not worth a WARNING line.
         log_method = access_log.info
     elif status < 500 or status == 503:
         # 503 is this service's own "no data yet / degraded" answer (health probes get it

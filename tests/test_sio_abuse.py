@@ -495,11 +495,14 @@ def test_polling_clients_that_stop_polling_release_their_slots(live_server, tran
 
 
 @pytest.mark.parametrize("goodbye", ["1", "41\x1e1", "3\x1e1"], ids=["close", "leave-and-close", "pong-and-close"])
-def test_a_polling_client_that_closes_gets_its_long_poll_answered_at_once(live_server, transport_lines, goodbye):
+def test_a_polling_client_that_closes_gets_its_long_poll_answered_at_once(
+        live_server, transport_lines, caplog, goodbye):
     """A polling client that closes its session (a CLOSE packet, alone or after others, in a
     POST) while its long-poll GET waits: the GET is answered at once, an empty 200 (python-engineio
     alone lets it wait out ping_interval + ping_timeout, 30 s, then answers 400), and the
-    slot is free."""
+    slot is free. One more GET right after (python-socketio's client can send one) is a
+    JSON 400, and none of it is logged at WARNING or above."""
+    caplog.set_level(logging.INFO)
     server = live_server(transport_lines[:1])
     eio_sid = open_polling(server)
     join_polling(server, eio_sid)  # nothing left queued: the next GET waits
@@ -515,9 +518,31 @@ def test_a_polling_client_that_closes_gets_its_long_poll_answered_at_once(live_s
     assert answers, "the long-poll was not answered within %s s" % WAIT_S
     assert time.monotonic() - started < 3.0
     assert (answers[0].status_code, answers[0].text) == (200, "")
+    late = poll(server, eio_sid)  # the session is closed, listed by python-engineio or not
+    assert (late.status_code, late.json()["error"]) == (400, "unknown Engine.IO session")
     wait_until(lambda: server.limiter.count == 0, what="the slot released")
     assert eio_sessions(server) == 0
     assert poll(server, eio_sid).status_code == 400  # the session is gone
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("400 GET /socket.io/" in r.getMessage() for r in caplog.records)  # logged at INFO
+
+
+def test_a_poll_of_a_session_its_client_closed_is_a_quiet_json_400(live_server, transport_lines, caplog):
+    """A GET or POST naming a session its client closed (python-engineio still lists it
+    until its next request) is a JSON 400 logged at INFO, not an ERROR of python-engineio's
+    plus a WARNING: python-socketio's client over polling may send such a GET after its own
+    disconnect."""
+    caplog.set_level(logging.INFO)
+    server = live_server(transport_lines[:1])
+    for method in (poll, lambda server, eio_sid: post(server, eio_sid, "2")):
+        eio_sid = open_polling(server)
+        join_polling(server, eio_sid)
+        assert post(server, eio_sid, "1").status_code == 200  # closed, no GET in flight
+        late = method(server, eio_sid)
+        assert (late.status_code, late.json()["error"]) == (400, "unknown Engine.IO session")
+        wait_until(lambda: server.limiter.count == 0, what="the slot released")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert sum("400 GET /socket.io/" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_python_socketio_over_polling_disconnects_at_once(live_server, transport_lines, caplog):
