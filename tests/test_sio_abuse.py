@@ -502,7 +502,7 @@ def test_a_polling_client_that_closes_gets_its_long_poll_answered_at_once(
     alone lets it wait out ping_interval + ping_timeout, 30 s, then answers 400), and the
     slot is free. One more GET right after (python-socketio's client can send one) is a
     JSON 400, and none of it is logged at WARNING or above."""
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="tornado.access")  # earlier tests may leave it at WARNING
     server = live_server(transport_lines[:1])
     eio_sid = open_polling(server)
     join_polling(server, eio_sid)  # nothing left queued: the next GET waits
@@ -532,7 +532,7 @@ def test_a_poll_of_a_session_its_client_closed_is_a_quiet_json_400(live_server, 
     until its next request) is a JSON 400 logged at INFO, not an ERROR of python-engineio's
     plus a WARNING: python-socketio's client over polling may send such a GET after its own
     disconnect."""
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="tornado.access")  # earlier tests may leave it at WARNING
     server = live_server(transport_lines[:1])
     for method in (poll, lambda server, eio_sid: post(server, eio_sid, "2")):
         eio_sid = open_polling(server)
