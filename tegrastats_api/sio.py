@@ -55,7 +55,7 @@ from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
 from tegrastats_api.sessions import EngineSessions, payload_ok
 from tegrastats_api.tokens import request_token, token_valid
 from tegrastats_api.sio_push import SamplePushes, open_packet_sid
-from tegrastats_api.websocket import JSONErrorAnswers, frame_text, limit_send_buffer, open_stream, write_frame
+from tegrastats_api.websocket import JSONErrorAnswers, limit_send_buffer, new_text_frame, open_stream, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,8 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
             # waits for the closed session's queue to drain). Such a client is closed here,
             # like one sending a malformed WebSocket message.
             refusal: Optional[Tuple[int, str]] = None
-            if self._sid is not None and self._sid in sio.eio.sockets:
+            socket = sio.eio.sockets.get(self._sid) if self._sid is not None else None
+            if socket is not None:
                 limit = sio.eio.max_http_buffer_size
                 if len(self.request.body) > limit:
                     refusal = 413, "Engine.IO payload over %d bytes" % limit
@@ -348,7 +349,6 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
                 await sessions.drop(self._sid, refusal[1])  # type: ignore[arg-type]
                 finish_with_error(self, *refusal)
                 return
-            socket = sio.eio.sockets.get(self._sid) if self._sid is not None else None
             answered = super().post(*args, **kwargs)
             if answered is not None:
                 await answered
@@ -416,7 +416,7 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
                     if self._eio_sid is not None:
                         pushes.opened(self._eio_sid, self)
                 pushes.written(self, message)
-                frame = pushes.frame_of(message) or frame_text(message.encode("utf-8"))
+                frame = pushes.frame_of(message) or new_text_frame(message.encode("utf-8"))
             stream = open_stream(self)
             if frame is None or stream is None:
                 return super().write_message(message, binary=binary)

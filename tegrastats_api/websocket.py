@@ -125,7 +125,7 @@ class JSONErrorAnswers(RequestHandler):
         self.finish(error_body(status_code, message))
 
 
-def frame_text(payload: bytes) -> bytes:
+def new_text_frame(payload: bytes) -> bytes:
     """The unmasked, unfragmented WebSocket text frame (RFC 6455 section 5.2) of ``payload``
     (UTF-8 text), built every call: :func:`text_frame` keeps the frames of samples."""
     size = len(payload)
@@ -139,14 +139,14 @@ def frame_text(payload: bytes) -> bytes:
 
 
 def text_frame(payload: bytes) -> bytes:
-    """:func:`frame_text` of ``payload``, built once per payload.
+    """:func:`new_text_frame` of ``payload``, built once per payload.
 
     Every client of a sample gets the same bytes object from the hub, whose hash Python
     keeps, so the lookup is cheap.
     """
     frame = _frames.get(payload)
     if frame is None:
-        frame = frame_text(payload)
+        frame = new_text_frame(payload)
         if len(_frames) >= _FRAME_CACHE_SIZE:
             _frames.clear()
         _frames[payload] = frame
