@@ -39,7 +39,7 @@ import http_load
 from procstat import CpuMeter, fd_count, rss_mb
 from serverproc import ServerProcess, free_port, health, tegrastats_api_argv
 
-from tegrastats_api import Snapshot, __version__, parse_line
+from tegrastats_api import __version__, parse_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "fixtures" / "tegrastats" / "samples.tsv"
@@ -80,8 +80,8 @@ def parse_paths(streams: int) -> Dict[str, Callable[[int, str], Any]]:
     """Today's parse paths and the frozen baseline's (bench/baseline/, the code before the
     speed-ups): ``parse_line`` alone, the hub's parser (:class:`~tegrastats_api.shapes.LineParser`,
     one per stream as each hub has its own), and parse + snapshot document + JSON encoding
-    (the hub's work per sample: ``LineParser.parse_sample``, the document as ``hub.Sample``
-    makes it, :func:`tegrastats_api.hub.encode_document`)."""
+    (the hub's work per sample with a client: ``LineParser.parse_deferred``, the document as
+    ``hub.Sample`` makes it, :func:`tegrastats_api.hub.encode_document`)."""
     from baseline.parser import parse_line as baseline_parse_line
 
     from tegrastats_api.hub import encode_document
@@ -90,9 +90,6 @@ def parse_paths(streams: int) -> Dict[str, Callable[[int, str], Any]]:
     def baseline_encode(document: Dict[str, Any]) -> bytes:
         return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
-    def document(snapshot: Snapshot, make_document: Optional[Callable[[], Dict[str, Any]]]) -> Dict[str, Any]:
-        return make_document() if make_document is not None else snapshot.to_dict()  # as hub.Sample does
-
     parsers = [LineParser() for _ in range(streams)]
     return {
         "parse_line, baseline": lambda i, line: baseline_parse_line(line, 1.0, source="bench"),
@@ -100,8 +97,8 @@ def parse_paths(streams: int) -> Dict[str, Callable[[int, str], Any]]:
         "LineParser.parse, today": lambda i, line: parsers[i].parse(line, 1.0, source="bench"),
         "parse+to_dict+json, baseline": lambda i, line: baseline_encode(
             baseline_parse_line(line, 1.0, source="bench").to_dict()),
-        "parse+to_dict+json, today": lambda i, line: encode_document(document(
-            *parsers[i].parse_sample(line, 1.0, source="bench"))),
+        "parse+to_dict+json, today": lambda i, line: encode_document(
+            parsers[i].parse_deferred(line, 1.0, source="bench").document()),
     }
 
 

@@ -55,7 +55,7 @@ from typing import (
 from tegrastats_api.energy import EnergyMeter
 from tegrastats_api.fields import Path, merge_paths, project
 from tegrastats_api.parser import ParseError
-from tegrastats_api.shapes import LineParser
+from tegrastats_api.shapes import LineParser, Parsed
 from tegrastats_api.snapshot import Snapshot
 from tegrastats_api.summary import summarize
 
@@ -143,26 +143,31 @@ class Sample:
     """One parsed line: the snapshot, its document, the document's JSON bytes, and its
     number (``seq``: 0 for the hub's first sample, counting up; never reused).
 
-    The document and its JSON are made at their first use (a client, a request, a
-    subscriber), once: a server nobody is watching only parses its samples.
+    The snapshot, the document and its JSON are each made at their first use (a client, a
+    request, a subscriber), once (:class:`~tegrastats_api.shapes.Parsed`): a server nobody
+    is watching only matches its lines, and its clients' documents need no snapshot.
     """
 
-    __slots__ = ("snapshot", "seq", "_document", "_payload", "make_document")
+    __slots__ = ("parsed", "seq", "_document", "_payload")
 
-    def __init__(self, snapshot: Snapshot, seq: int = 0,
-                 make_document: Optional[Callable[[], Document]] = None) -> None:
-        self.snapshot = snapshot
+    def __init__(self, parsed: Parsed, seq: int = 0) -> None:
+        self.parsed = parsed
         self.seq = seq
-        # the parser's faster way to the snapshot's to_dict() (LineParser.parse_sample), if any
-        self.make_document = make_document
         self._document: Optional[Document] = None
         self._payload: Optional[bytes] = None
 
     @property
+    def snapshot(self) -> Snapshot:
+        return self.parsed.snapshot()
+
+    @property
+    def received_at(self) -> Optional[float]:
+        return self.parsed.received_at
+
+    @property
     def document(self) -> Document:
         if self._document is None:
-            make, self.make_document = self.make_document, None
-            self._document = make() if make is not None else self.snapshot.to_dict()
+            self._document = self.parsed.document()
         return self._document
 
     @property
@@ -316,19 +321,17 @@ class SnapshotHub:
         """Parse one line and publish it; a line that is not tegrastats is counted and logged."""
         now = self.clock()
         try:
-            snapshot, make_document = self.parser.parse_sample(line, received_at=now, source=self.source)
+            parsed = self.parser.parse_deferred(line, received_at=now, source=self.source)
         except ParseError:
             self._count_bad_line("unparseable line %r", line[:120])
             return
-        if self.history:  # an older sample's document, if ever asked for, comes from to_dict
-            self.history[-1].make_document = None
-        sample = Sample(snapshot, self.samples, make_document)
+        sample = Sample(parsed, self.samples)
         self.history.append(sample)
         self._views.clear()
         self._field_views.clear()
         self.samples += 1
-        self.last_sample_at = snapshot.received_at
-        self.energy.add(now, {name: rail.current_mw for name, rail in snapshot.rails.items()})
+        self.last_sample_at = now
+        self.energy.add(now, parsed.power_mw)
         self._publish(sample)
 
     def discard(self, reason: str) -> None:
@@ -414,7 +417,7 @@ class SnapshotHub:
         samples: List[Sample] = list(self.history)
         if seconds is not None:
             since = self.clock() - seconds
-            samples = [s for s in samples if (s.snapshot.received_at or 0.0) >= since]
+            samples = [s for s in samples if (s.received_at or 0.0) >= since]
         if paths is None:
             yield b'{"samples":[' + b",".join(s.payload for s in samples) + b"]}"
             return

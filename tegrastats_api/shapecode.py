@@ -3,9 +3,11 @@
 What it does: :func:`describe` reads a normalised tegrastats line token by token, with the
 parser's own ``TOKEN_RE``, and writes its *shape*: one whole-line regex (names and every
 other character literal, each number as the bounded group ``TOKEN_RE`` gives it) and the
-Python source of ``build`` (groups to the :class:`~tegrastats_api.snapshot.Snapshot` that
-``parse_line`` makes of such a line, following ``_Line``'s branches for the shape's forms)
-and ``document`` (that snapshot's ``to_dict()`` from the same numbers). A shape holding
+Python source of ``valid`` (the timestamp's date check ``parse_line`` makes), ``build``
+(groups to the :class:`~tegrastats_api.snapshot.Snapshot` that ``parse_line`` makes of such a
+line, following ``_Line``'s branches for the shape's forms), ``document`` (that snapshot's
+``to_dict()`` from the same groups, without making the snapshot) and ``power`` (each rail's
+``current_mw``, for the energy counter). A shape holding
 anything the builder does not make (a bare word, a second ``RAM``, a CPU list with a gap,
 an impossible date) has no code: ``describe`` returns None.
 
@@ -77,6 +79,7 @@ class _Shape:
         self.engines: Dict[str, str] = {}
         self.extra: Dict[str, str] = {}
         self.statements: List[str] = []
+        self.temp_statements: List[str] = []  # the temperatures' floats, for build and document
         self.values: Dict[str, Tuple[type, Tuple[str, ...]]] = {}  # variable: (class, field codes)
         self.constants: Set[str] = set()  # variables made once, in the prelude
         self.prelude: List[str] = []
@@ -137,8 +140,8 @@ class _Shape:
         if kind == "temp":
             codes = self.skeleton(m, kind, list(_NUMBERS[kind]))
             # parser._temperature inline: -256 (a sensor that is off) is None, -0.0 becomes 0.0
-            var = "t%d" % len(self.statements)  # (v0, v1... name objects)
-            self.statements.append("%s = float(%s)" % (var, codes["temp_v"]))
+            var = "t%d" % len(self.temp_statements)  # (v0, v1... name objects)
+            self.temp_statements.append("%s = float(%s)" % (var, codes["temp_v"]))
             _put(self.temps, m.group("temp_n").lower(), "None if {0} == -256 else {0} + 0.0".format(var))
         elif kind == "rail":
             c = self.skeleton(m, kind, list(_NUMBERS[kind]))
@@ -238,7 +241,8 @@ class _Shape:
 
     def document(self, gpu: str) -> str:
         """Code of ``Snapshot.to_dict()`` from the builder's field codes (mirroring each class'
-        to_dict: tests/test_parser_shapes.py compares the two on every shape)."""
+        to_dict: tests/test_parser_shapes.py compares the two on every shape), reading the
+        groups, ``received_at`` and ``source`` only: no snapshot is made for it."""
         def doc(var: str) -> str:
             if var == "None":
                 return "None"
@@ -248,7 +252,7 @@ class _Shape:
             if cls is _snapshot.Ram:
                 return "{'used': %s, 'total': %s, 'unit': 'MB', 'lfb': %s}" % (v[0], v[1], doc(v[2]))
             if cls is _snapshot.Lfb:
-                return "{'count': %s, 'size': %s, 'unit': s.ram.lfb.unit}" % v[:2]
+                return "{'count': %s, 'size': %s, 'unit': %s}" % v
             if cls is _snapshot.Swap:
                 return "{'used': %s, 'total': %s, 'cached': %s, 'unit': 'MB'}" % v
             if cls is _snapshot.Iram:
@@ -270,39 +274,48 @@ class _Shape:
         loads = [usage for _id, online, usage, _freq in cores if online == "True"]
         usage = "round((%s) / %d, 1)" % (" + ".join(loads), len(loads)) if loads else "None"
         mts = "" if self.mts == "None" else "'mts': %s, " % doc(self.mts)
-        return ("{'schema': %d, 'timestamp': None if s.received_at is None else _format_timestamp(s.received_at), "
-                "'source': s.source, 'source_time': s.source_time, 'cpu': {'usage': %s, 'cores': [%s]}, "
-                "'memory': {'ram': %s, 'swap': %s, 'iram': %s}, 'temperature': dict(s.temperatures_c), "
-                "'power': %s, 'gpu': %s, 'emc': %s, 'engines': %s, %s'extra': dict(s.extra)}"
-                % (_snapshot.SCHEMA, usage, "".join(doc(var) + ", " for var in self.core_vars),
-                   doc(self.ram or "None"), doc(self.swap), doc(self.iram), mapping(self.rails), doc(gpu),
-                   doc(self.emc), mapping(self.engines), mts))
+        def literal(entries: Dict[str, str]) -> str:  # a new dict, as to_dict's dict(...) copies
+            return "{%s}" % ", ".join("%r: %s" % item for item in entries.items())
+
+        return ("{'schema': %d, 'timestamp': None if received_at is None else _format_timestamp(received_at), "
+                "'source': source, 'source_time': %s, 'cpu': {'usage': %s, 'cores': [%s]}, "
+                "'memory': {'ram': %s, 'swap': %s, 'iram': %s}, 'temperature': %s, "
+                "'power': %s, 'gpu': %s, 'emc': %s, 'engines': %s, %s'extra': %s}"
+                % (_snapshot.SCHEMA, self.source_time, usage, "".join(doc(var) + ", " for var in self.core_vars),
+                   doc(self.ram or "None"), doc(self.swap), doc(self.iram), literal(self.temps),
+                   mapping(self.rails), doc(gpu), doc(self.emc), mapping(self.engines), mts, literal(self.extra)))
 
     def code(self) -> str:
-        """The builder's source: ``build(g, received_at, source) -> (Snapshot, ints) or None``
-        and ``document(s, n) -> dict``, the snapshot's ``to_dict()`` made from its numbers."""
+        """The shape's source, four functions of the match's groups ``g``: ``valid(g)``, False
+        for a date ``parse_line`` refuses (its other branch then answers); and for valid
+        groups ``build(g, received_at, source) -> Snapshot``, ``document(g, received_at,
+        source) -> dict`` (that snapshot's ``to_dict()``, a new one each call) and
+        ``power(g) -> {rail: current_mw}``."""
         def mapping(entries: Dict[str, str]) -> str:
             return "{%s}" % ", ".join("%r: %s" % item for item in entries.items())
 
         assert self.ram is not None  # describe() returns no shape without RAM
         gpu = self.gpu()
+        power = mapping({name: self.values[var][1][0] for name, var in self.rails.items()})
         snap = self.new(
             Snapshot, self.ram, "received_at", "source", self.source_time, self.cores or "()", self.swap, self.iram,
             mapping(self.temps), mapping(self.rails), gpu, self.emc, mapping(self.engines), self.mts,
             mapping(self.extra))
-        body = "\n".join("    " + statement for statement in self.statements + ["return %s, n" % snap])
+        body = "\n".join("    " + statement for statement in self.statements + ["return %s" % snap])
         document = "    return " + self.document(gpu)
         # Every int() at once, in C (map over an itemgetter): a third of the builder's time otherwise.
         ints: Dict[str, str] = {}
         body, document = (_INT_CODE_RE.sub(lambda m: ints.setdefault(m.group(1), "n[%d]" % len(ints)), code)
                           for code in (body, document))
-        lines = self.prelude + ["_pick = _itemgetter(%s)" % "".join(i + ", " for i in ints),
-                 "def build(g, received_at, source):"]
-        if self.checks:
-            lines.append("    if not (%s):" % " and ".join(self.checks))
-            lines.append("        return None")
-        lines.append("    n = %s" % ("tuple(map(int, _pick(g)))" if len(ints) > 1 else "(int(_pick(g)),)"))
-        return "\n".join(lines + [body, "def document(s, n):", document]) + "\n"
+        numbers = ["    n = %s" % ("tuple(map(int, _pick(g)))" if len(ints) > 1 else "(int(_pick(g)),)")]
+        numbers += ["    " + statement for statement in self.temp_statements]
+        lines = self.prelude + [
+            "_pick = _itemgetter(%s)" % "".join(i + ", " for i in ints),
+            "def valid(g):", "    return %s" % (" and ".join(self.checks) or "True"),
+            "def build(g, received_at, source):", *numbers, body,
+            "def document(g, received_at, source):", *numbers, document,
+            "def power(g):", "    return " + power]
+        return "\n".join(lines) + "\n"
 
 
 # What the generated code refers to (each shape executes in a copy).

@@ -6,7 +6,9 @@ has seen twice into one whole-line regex plus generated code (a builder of the s
 and of its ``to_dict()`` document from the same numbers), so that the next line of that
 shape costs one ``fullmatch`` and a few constructors. A board prints the same shape every
 second; only its numbers change. The cache is a small LRU owned by the instance (the hub
-holds one), never module state.
+holds one), never module state. :meth:`LineParser.parse_deferred` goes one step further
+for the hub: a matched line is checked and its rails' power read at once, and its snapshot
+and document are made only when something asks for them (:class:`Parsed`).
 
 The rule: the fast path returns exactly what ``parse_line`` returns for the same arguments,
 or declines (no match, an impossible timestamp date) and ``parse_line`` answers. It keeps
@@ -21,7 +23,6 @@ What it does not: I/O, clocks, logging, or caching results (every line is parsed
 """
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -29,7 +30,7 @@ from tegrastats_api.parser import parse_line
 from tegrastats_api.shapecode import NAMESPACE, describe
 from tegrastats_api.snapshot import Snapshot
 
-__all__ = ["LineParser"]
+__all__ = ["LineParser", "Parsed"]
 
 MAX_SHAPES = 32
 # A line no shape can be compiled for (a bare word, an 11-digit number...) is described again
@@ -37,20 +38,64 @@ MAX_SHAPES = 32
 RETRY_DECLINED = 64
 _DIGITS_RE = re.compile(r"[0-9]+")
 Document = Dict[str, Any]
-_Builder = Callable[..., Optional[Tuple[Snapshot, Tuple[int, ...]]]]
+Groups = Tuple[str, ...]
 
 
 class _Compiled:
-    """One compiled shape: its whole-line regex and builder."""
+    """One compiled shape: its whole-line regex and the functions of its groups
+    (:meth:`tegrastats_api.shapecode._Shape.code`)."""
 
-    __slots__ = ("fullmatch", "build", "document")
+    __slots__ = ("fullmatch", "valid", "build", "document", "power")
 
     def __init__(self, pattern: str, code: str) -> None:
         namespace = dict(NAMESPACE)
         exec(compile(code, "<tegrastats shape>", "exec"), namespace)  # noqa: S102 - our own generated code
         self.fullmatch = re.compile(pattern, re.ASCII).fullmatch
-        self.build: _Builder = namespace["build"]
-        self.document: Callable[[Snapshot, Tuple[int, ...]], Document] = namespace["document"]
+        self.valid: Callable[[Groups], bool] = namespace["valid"]
+        self.build: Callable[[Groups, Optional[float], Optional[str]], Snapshot] = namespace["build"]
+        self.document: Callable[[Groups, Optional[float], Optional[str]], Document] = namespace["document"]
+        self.power: Callable[[Groups], Dict[str, int]] = namespace["power"]
+
+
+class Parsed:
+    """One line :func:`~tegrastats_api.parser.parse_line` accepts, as
+    :meth:`LineParser.parse_deferred` read it: :meth:`snapshot` is what ``parse_line``
+    returns and :meth:`document` its ``to_dict()``, both made when first asked for.
+
+    A line a compiled shape matched holds the match's groups (its numbers, as text) until
+    then: the snapshot is built from them once, at the first :meth:`snapshot`, and each
+    :meth:`document` is made from them without a snapshot. A line that took ``parse_line``
+    holds its snapshot. ``power_mw`` (each rail's ``current_mw``) is read at once.
+    """
+
+    __slots__ = ("received_at", "source", "power_mw", "_shape", "_groups", "_snapshot")
+
+    def __init__(self, received_at: Optional[float], source: Optional[str], power_mw: Dict[str, int],
+                 snapshot: Optional[Snapshot] = None, shape: Optional[_Compiled] = None, groups: Groups = ()) -> None:
+        self.received_at = received_at
+        self.source = source
+        self.power_mw = power_mw
+        self._snapshot = snapshot
+        self._shape = shape
+        self._groups = groups
+
+    @property
+    def compiled(self) -> bool:
+        """True when a compiled shape read the line (its document skips the snapshot)."""
+        return self._shape is not None
+
+    def snapshot(self) -> Snapshot:
+        """The line's snapshot, made at the first call; the same object after that."""
+        if self._snapshot is None:
+            assert self._shape is not None  # one of the two is always given
+            self._snapshot = self._shape.build(self._groups, self.received_at, self.source)
+        return self._snapshot
+
+    def document(self) -> Document:
+        """The snapshot's ``to_dict()``: a new dict each call (callers may change it)."""
+        if self._shape is None:
+            return self.snapshot().to_dict()
+        return self._shape.document(self._groups, self.received_at, self.source)
 
 
 class LineParser:
@@ -77,19 +122,17 @@ class LineParser:
     def parse(self, line: Union[str, bytes], received_at: Optional[float] = None, *,
               source: Optional[str] = None) -> Snapshot:
         """Parse one tegrastats line, exactly as ``parse_line(line, received_at, source=source)``."""
-        return self.parse_sample(line, received_at, source=source)[0]
+        return self.parse_deferred(line, received_at, source=source).snapshot()
 
-    def parse_sample(self, line: Union[str, bytes], received_at: Optional[float] = None, *,
-                     source: Optional[str] = None) -> Tuple[Snapshot, Optional[Callable[[], Document]]]:
-        """:meth:`parse`, and a function making the snapshot's ``to_dict()`` document from the
-        line's numbers (twice as fast), or None where ``to_dict`` is the way (a line that took
-        ``parse_line``). The function holds the line's numbers: drop it once it is not needed.
-        """
+    def parse_deferred(self, line: Union[str, bytes], received_at: Optional[float] = None, *,
+                       source: Optional[str] = None) -> Parsed:
+        """:meth:`parse`, with the snapshot and its document made when first asked for
+        (:class:`Parsed`); raises ``parse_line``'s ParseError at once."""
         if isinstance(line, bytes):
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
-                return parse_line(line), None  # parse_line raises its ParseError
+                text = ""  # no shape matches: parse_line below raises its ParseError
         else:
             text = line
         # A shape admits single spaces between tokens only: a line one matches as it stands
@@ -103,15 +146,16 @@ class LineParser:
         if found is not None:
             i, m = found
             shape = self._shapes[i][1]
-            built = shape.build(m.groups(), received_at, source)
-            if built is not None:  # else the values take another branch of parse_line (a bad date)
+            groups = m.groups()
+            if shape.valid(groups):  # else the values take another branch of parse_line (a bad date)
                 if i:
                     self._shapes.insert(0, self._shapes.pop(i))
                 self.hits += 1
-                return built[0], functools.partial(shape.document, *built)
+                return Parsed(received_at, source, shape.power(groups), shape=shape, groups=groups)
         snapshot = parse_line(line, received_at, source=source)
         self._learn(text)
-        return snapshot, None
+        return Parsed(received_at, source, {name: rail.current_mw for name, rail in snapshot.rails.items()},
+                      snapshot=snapshot)
 
     def _find(self, text: str) -> Optional[Tuple[int, re.Match[str]]]:
         """The first compiled shape (most recently used first) that matches ``text``."""

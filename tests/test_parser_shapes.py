@@ -9,6 +9,7 @@ tokens added and removed, other spacing), and for the simulator's lines of every
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import random
 import re
@@ -17,11 +18,13 @@ from typing import List, Optional, Union
 
 import pytest
 
+from tegrastats_api.energy import EnergyMeter
 from tegrastats_api.hub import SnapshotHub, encode_document
 from tegrastats_api.parser import TOKEN_RE, ParseError, parse_line
 from tegrastats_api.plan import list_boards, load_board
 from tegrastats_api.shapes import MAX_SHAPES, LineParser
 from tegrastats_api.simulator import SimulatedBoard
+from tegrastats_api.snapshot import Snapshot
 
 SAMPLES = Path(__file__).resolve().parent / "fixtures" / "tegrastats" / "samples.tsv"
 with SAMPLES.open(encoding="utf-8", newline="") as _f:
@@ -40,12 +43,20 @@ def check(parser: LineParser, line: Union[str, bytes], received_at: Optional[flo
             parser.parse(line, received_at, source=source)
         assert (str(raised.value), raised.value.line) == (str(error), error.line)
         return
-    got, make_document = parser.parse_sample(line, received_at, source=source)
+    parsed = parser.parse_deferred(line, received_at, source=source)
+    # the energy counter's numbers, read at once: each rail's current_mw, ints
+    power = {name: rail.current_mw for name, rail in expected.rails.items()}
+    assert repr(parsed.power_mw) == repr(power), line
+    # the document first: a compiled shape makes it from the line's groups, no snapshot made
+    documents = [parsed.document()]
+    got = parsed.snapshot()
+    assert got is parsed.snapshot(), line  # built once
     assert got == expected, line
     assert repr(got) == repr(expected), line
     wanted = expected.to_dict()
-    documents = [got.to_dict()] + ([make_document()] if make_document is not None else [])
-    for document in documents:  # to_dict(), and the compiled shape's document (hub.Sample's)
+    documents += [got.to_dict(), parsed.document()]  # to_dict(), and the hub's way again
+    assert documents[0] is not documents[-1], line  # a new document each call
+    for document in documents:
         assert document == wanted, line
         assert json.dumps(document) == json.dumps(wanted), line
         assert encode_document(document) == encode_document(wanted), line
@@ -294,33 +305,68 @@ def test_the_document_maker_of_a_compiled_shape_is_used_and_matches():
         parser = check_twice_each([line])
         for k in (1, 5):
             changed = renumber(line, k)
-            snapshot, make_document = parser.parse_sample(changed, 7.5, source="tegrastats")
-            if make_document is None:  # the renumbered line is another shape (a date, a bound)
+            parsed = parser.parse_deferred(changed, 7.5, source="tegrastats")
+            if not parsed.compiled:  # the renumbered line is another shape (a date, a bound)
                 continue
-            assert make_document() == parse_line(changed, 7.5, source="tegrastats").to_dict()
-            assert make_document() is not make_document()  # a fresh document each time
+            assert parsed.document() == parse_line(changed, 7.5, source="tegrastats").to_dict()
+            assert parsed.document() is not parsed.document()  # a fresh document each time
+
+
+def snapshots_alive() -> int:
+    gc.collect()
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, Snapshot))
 
 
 def test_the_hub_uses_a_line_parser_and_publishes_parse_lines_documents():
+    """Each sample's document and JSON are parse_line's; of a compiled shape they are made
+    without a snapshot, and a snapshot is made only when asked for (hub.latest), once."""
     clock = iter(range(1764500000, 1764500100))
     hub = SnapshotHub("tegrastats", clock=lambda: float(next(clock)))
     board = SimulatedBoard(load_board("agx-orin"), random.Random(3))
     lines = [next(board) for _ in range(10)]
     for i, line in enumerate(lines):
+        before = snapshots_alive()
         hub.feed_line(line)
-        expected = parse_line(line, hub.latest.received_at, source="tegrastats").to_dict()
-        assert (hub.history[-1].make_document is not None) == (i >= 2)  # compiled from the third line on
+        sample = hub.history[-1]
+        assert sample.parsed.compiled == (i >= 2)  # compiled from the third line on
+        expected = parse_line(line, sample.received_at, source="tegrastats").to_dict()
         if i % 2:
             assert hub.latest_json == encode_document(expected)
         assert hub.latest_document == expected
-        assert hub.history[-1].make_document is None  # used once, then dropped
+        # (parse_line's snapshot is gone) the hub made one only for the lines it read with
+        # parse_line (the first two), none for the document of a compiled shape
+        assert snapshots_alive() - before == (1 if i < 2 else 0), i
+        assert hub.latest == parse_line(line, sample.received_at, source="tegrastats")
+        assert hub.latest is hub.latest
     assert hub.parser.hits == 8
-    # an older sample never asked for drops the numbers it held; its document is to_dict's
+    # an older sample never asked for: its snapshot and document are parse_line's
     hub.feed_line(lines[0])
     hub.feed_line(lines[1])
     older = hub.history[-2]
-    assert older.make_document is None and older._document is None
-    assert older.document == parse_line(lines[0], older.snapshot.received_at, source="tegrastats").to_dict()
+    assert older._document is None
+    assert older.document == parse_line(lines[0], older.received_at, source="tegrastats").to_dict()
+    assert older.snapshot == parse_line(lines[0], older.received_at, source="tegrastats")
+
+
+def test_a_hub_nobody_asks_makes_no_snapshot_and_counts_energy_all_the_same():
+    """At rest (no client, no request) a compiled shape's line is matched, checked and its
+    rails' power counted; no snapshot or document is made. The energy totals are those of
+    parse_line's snapshots' rails."""
+    clock = iter(range(1764500000, 1764500100))
+    hub = SnapshotHub("tegrastats", clock=lambda: float(next(clock)))
+    board = SimulatedBoard(load_board("agx-orin"), random.Random(5))
+    lines = [next(board) for _ in range(30)]
+    before = snapshots_alive()
+    for line in lines:
+        hub.feed_line(line)
+    assert snapshots_alive() - before == 2  # the two lines parse_line read before the shape was compiled
+    assert all(sample._document is None for sample in hub.history)
+    expected = EnergyMeter(max_gap_s=hub.stale_after_s)
+    for sample, line in zip(hub.history, lines):
+        snapshot = parse_line(line, sample.received_at)
+        expected.add(sample.received_at, {name: rail.current_mw for name, rail in snapshot.rails.items()})
+    assert hub.energy.totals_j == expected.totals_j != {}
+    assert all(total > 0 for total in expected.totals_j.values())
 
 
 def test_other_whitespace_takes_the_compiled_shape_of_the_normalised_line():
