@@ -5,7 +5,9 @@ What it does: :class:`EngineSessions` admits a Socket.IO handshake (a request wi
 :data:`MIN_PENDING`) sessions exist that hold no connection slot, and sweeps every
 :data:`SWEEP_INTERVAL_S`: a session that has not joined the namespace within
 :data:`PENDING_TTL_S`, and a joined polling session with no GET in flight for
-:data:`POLL_GRACE_S` (its client is gone), is closed, which gives its slot back.
+:data:`POLL_GRACE_S` (its client is gone), is closed, which gives its slot back; a closed
+session python-engineio still lists is forgotten (its own service task, which did that, is
+off: see :func:`tegrastats_api.sio.make_sio`).
 The GET in flight of a session its client closed is answered at once
 (:meth:`EngineSessions.end_polls_of_closed`). :func:`payload_ok` tells whether a polling
 POST body is made of packets python-engineio takes.
@@ -128,7 +130,7 @@ class EngineSessions:
 
         A client closing its session (a CLOSE packet in a POST) makes python-engineio close
         it without waking the long-poll GET it holds: that GET waits out ``ping_interval +
-        ping_timeout`` (30 s) and is then answered 400, so python-socketio's ``disconnect()``
+        ping_timeout`` (45 s) and is then answered 400, so python-socketio's ``disconnect()``
         over polling blocks that long. ``None`` in the session's queue is python-engineio's
         own "nothing more" (its ``poll`` returns no packets): the GET gets an empty 200.
         ``socket`` is the session's object from before the POST (python-engineio may have
@@ -148,7 +150,12 @@ class EngineSessions:
             del self._reserved[handler]  # a handshake that ended in a way no callback saw
         joined = self.joined()
         for eio_sid, socket in sockets.items():
-            if socket.closing or socket.closed:
+            if socket.closed:
+                # python-engineio drops a closed session at its next request; one whose client
+                # never comes back (closed by a POST with no GET in flight) would stay listed.
+                self.sio.eio.sockets.pop(eio_sid, None)
+                continue
+            if socket.closing:
                 continue
             seen = self._seen.setdefault(eio_sid, now)
             if eio_sid not in joined:
@@ -194,13 +201,14 @@ class EngineSessions:
             self._task = None
 
     def watching(self) -> bool:
-        """Whether a sweep has anything to watch: a WebSocket handshake under way, or an
-        open session that has not joined the namespace or is not (yet) on a WebSocket."""
+        """Whether a sweep has anything to watch: a WebSocket handshake under way, a closed
+        session still listed, or an open session that has not joined the namespace or is not
+        (yet) on a WebSocket."""
         if self._reserved:
             return True
         joined = self.joined()
         for eio_sid, socket in list(self.sio.eio.sockets.items()):
-            if not (socket.closing or socket.closed) and (eio_sid not in joined or not socket.upgraded):
+            if socket.closed or (not socket.closing and (eio_sid not in joined or not socket.upgraded)):
                 return True
         return False
 

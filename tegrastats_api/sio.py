@@ -63,7 +63,9 @@ EVENT = "tegrastats_update"
 NAMESPACE = "/"
 ACCEPTED_ROOM = "tegrastats_api.accepted"  # the clients on_connect accepted: broadcasts go here
 MAX_BACKLOG = 4  # Engine.IO packets queued for one client before it skips samples
-PING_INTERVAL_S = 10
+# Engine.IO's defaults (python-engineio's, socket.io's, and the original's): a ping every
+# 25 s; a WebSocket client silent for PING_INTERVAL_S + PING_TIMEOUT_S (45 s) is closed.
+PING_INTERVAL_S = 25
 PING_TIMEOUT_S = 20
 ALLOWED_METHODS = "GET, POST, OPTIONS"
 CONNECT_FAILED = "connection refused"  # the reason given when a connect check failed by itself
@@ -237,6 +239,13 @@ def make_sio(hub: SnapshotHub, limiter: ConnectionLimiter, config: Config) -> so
         cors_allowed_origins=[],
         ping_interval=PING_INTERVAL_S,
         ping_timeout=PING_TIMEOUT_S,
+        # python-engineio's service task would wake every PING_TIMEOUT_S / clients (every 2 s
+        # with 10 clients, and every 20 s for ever once there were any) to look for sessions
+        # whose pong is late. Without it: a WebSocket session's reader closes it after
+        # PING_INTERVAL_S + PING_TIMEOUT_S of silence, python-engineio's send() checks the
+        # pong of polling sessions (each sample goes through it), and EngineSessions' sweep
+        # closes pollers that stop polling and forgets closed sessions (sessions.py).
+        monitor_clients=False,
         logger=library_logger("socketio.server"),
         engineio_logger=library_logger("engineio.server"),
     )
@@ -394,6 +403,12 @@ def make_sio_handler(sio: socketio.AsyncServer, config: Config) -> type:
 
         def get_compression_options(self) -> None:
             return None  # tiny frames: compression costs more CPU and memory than it saves
+
+        @property
+        def ping_interval(self) -> Optional[float]:
+            # Engine.IO pings its clients itself (PING_INTERVAL_S): no WebSocket pings beside
+            # them, which the application's websocket_ping_interval (for /ws) would add.
+            return None
 
         def write_message(
             self, message: Union[str, bytes, Dict[str, Any]], binary: bool = False

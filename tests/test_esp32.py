@@ -487,7 +487,7 @@ def test_socketio_token_in_the_url(locked):
 def fast_ping_server(monkeypatch) -> Iterator[TegrastatsServer]:
     """A server whose Engine.IO pings every second and gives up 1 s after an unanswered one.
 
-    The interval is a module constant of tegrastats_api.sio (10 s in production); the tests
+    The interval is a module constant of tegrastats_api.sio (25 s in production); the tests
     read the real values from the open packet, so they hold with any setting.
     """
     import tegrastats_api.sio as sio_module

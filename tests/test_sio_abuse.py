@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import json
+import asyncio
 import logging
 import re
 import socket
@@ -46,7 +47,7 @@ POLLING = "/socket.io/?EIO=4&transport=polling"
 JSON_TYPE = "application/json"
 SIO_METHODS = "GET, POST, OPTIONS"
 SWEEP_WAIT_S = 30.0  # generous: a sweep every second, 5 s of grace, a loaded machine
-PING_TIMEOUT_WAIT_S = 12.0  # less than python-engineio's ping interval + timeout (30 s here)
+PING_TIMEOUT_WAIT_S = 12.0  # less than python-engineio's ping interval + timeout (45 s here)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -444,10 +445,71 @@ def test_the_sweep_runs_only_while_a_session_needs_watching(live_server, transpo
     wait_until(lambda: not sweeping(), SWEEP_WAIT_S, "the sweep stopped again")
     client.send("41")  # leaves the namespace, keeps the Engine.IO session
     wait_until(lambda: server.limiter.count == 0, what="the slot released")
-    # Within seconds (PENDING_TTL_S and a sweep), not Engine.IO's ping timeout (30 s).
+    # Within seconds (PENDING_TTL_S and a sweep), not Engine.IO's ping timeout (45 s).
     assert client.is_closed_by_server(PING_TIMEOUT_WAIT_S)
     wait_until(lambda: eio_sessions(server) == 0, SWEEP_WAIT_S, "its session closed")
     client.close()
+
+
+def timers_due_within(server, seconds):
+    """How far away (s) the server loop's timers due within ``seconds`` are (asyncio keeps
+    them in the loop's ``_scheduled`` heap, the same on Python 3.8 to 3.13)."""
+    def due():
+        loop = asyncio.get_event_loop()
+        now = loop.time()
+        return sorted(round(h.when() - now, 2) for h in loop._scheduled  # noqa: SLF001
+                      if not h.cancelled() and h.when() - now < seconds)
+    return server.call(due)
+
+
+def test_socketio_clients_at_rest_set_no_timer_for_the_next_seconds(live_server, transport_lines, monkeypatch):
+    """Ten joined Socket.IO WebSocket clients and no sample coming: nothing wakes the server
+    within the next 10 s (python-engineio's service task, which would wake every ping
+    timeout / clients, 0.2 s here, is off; Engine.IO pings come every 25 s and no WebSocket
+    pings beside them), and the clients are served."""
+    from tegrastats_api.sio import snapshot_namespace
+
+    monkeypatch.setattr(sio_module, "PING_TIMEOUT_S", 2)  # the service task's cycle, if it ran
+    server = live_server(transport_lines[:1])
+    clients = [member(server.server.port) for _ in range(10)]
+    try:
+        sessions = snapshot_namespace(server.server.sio).sessions
+        wait_until(lambda: server.call(lambda: sessions._task is None or sessions._task.done()),
+                   SWEEP_WAIT_S, "the sweep stopped")
+        for _ in range(6):
+            assert timers_due_within(server, 10.0) == []
+            time.sleep(0.5)
+        feed_and_expect(server, transport_lines[1], *clients)  # control: all served
+        assert timers_due_within(server, 10.0) == []
+    finally:
+        for client in clients:
+            client.close()
+
+
+@pytest.mark.parametrize("joined", [True, False], ids=["joined", "never-joined"])
+def test_sessions_closed_by_clients_that_never_come_back_are_forgotten(live_server, transport_lines, joined):
+    """A polling client that closes its session (a CLOSE in a POST, no GET in flight) and
+    never sends another request: python-engineio would list the closed session until one
+    came (its service task, off here, dropped them); the sweep forgets them, so they cannot
+    pile up, and then stops."""
+    from tegrastats_api.sio import snapshot_namespace
+
+    server = live_server(transport_lines[:1])
+    for _ in range(12):
+        eio_sid = open_polling(server)
+        if joined:
+            join_polling(server, eio_sid)
+        assert post(server, eio_sid, "1").status_code == 200
+    sessions = snapshot_namespace(server.server.sio).sessions  # (made at the first request)
+    wait_until(lambda: server.limiter.count == 0, what="the slots released")
+    wait_until(lambda: eio_sessions(server) == 0, SWEEP_WAIT_S, "the closed sessions forgotten")
+    wait_until(lambda: server.call(lambda: sessions._task is None or sessions._task.done()),
+               SWEEP_WAIT_S, "the sweep stopped")
+    client = member(server.server.port)  # control: a new client is served
+    try:
+        feed_and_expect(server, transport_lines[1], client)
+    finally:
+        client.close()
 
 
 # --- 6. polling clients that stop polling -------------------------------------------------------
@@ -499,7 +561,7 @@ def test_a_polling_client_that_closes_gets_its_long_poll_answered_at_once(
         live_server, transport_lines, caplog, goodbye):
     """A polling client that closes its session (a CLOSE packet, alone or after others, in a
     POST) while its long-poll GET waits: the GET is answered at once, an empty 200 (python-engineio
-    alone lets it wait out ping_interval + ping_timeout, 30 s, then answers 400), and the
+    alone lets it wait out ping_interval + ping_timeout, 45 s, then answers 400), and the
     slot is free. One more GET right after (python-socketio's client can send one) is a
     JSON 400, and none of it is logged at WARNING or above."""
     caplog.set_level(logging.INFO, logger="tornado.access")  # earlier tests may leave it at WARNING
@@ -548,7 +610,8 @@ def test_a_poll_of_a_session_its_client_closed_is_a_quiet_json_400(live_server, 
 def test_python_socketio_over_polling_disconnects_at_once(live_server, transport_lines, caplog):
     """python-socketio's client over polling (its transport when websocket-client is not
     installed): ``disconnect()`` returns at once, the slot is freed, and the server logs no
-    warning for it (it used to block 30 s, then get a 400 logged at WARNING)."""
+    warning for it (it used to block for pingInterval + pingTimeout, then get a 400 logged
+    at WARNING)."""
     server = live_server(transport_lines[:1])
     with caplog.at_level(logging.WARNING, logger="tornado.access"):
         client = socketio.Client(reconnection=False)
