@@ -40,6 +40,10 @@ class LineSplitter:
 
     def feed(self, chunk: bytes) -> Lines:
         """Return the ``(line, too_long)`` pairs this chunk completes (newline removed)."""
+        if not self._buf and not self._over:  # the usual read: one whole line, nothing held
+            end = chunk.find(b"\n")
+            if end == len(chunk) - 1 and end <= self._limit:
+                return [(chunk[:end], False)]
         done: Lines = []
         start = 0
         while True:

@@ -109,9 +109,10 @@ class _Shape:
         return var
 
     def group(self) -> str:
-        """Count one more capturing group; returns the code reading it."""
+        """Count one more capturing group; returns the code reading it (``g`` is the match:
+        ``g[1]`` its first group, made into a string only when read)."""
         self.groups += 1
-        return "g[%d]" % (self.groups - 1)
+        return "g[%d]" % self.groups
 
     def skeleton(self, m: re.Match[str], kind: str, spans: List[Tuple[str, str]]) -> Dict[str, str]:
         """The token's text with each number span (``(name, pattern)``) as a group."""
@@ -286,7 +287,7 @@ class _Shape:
                    mapping(self.rails), doc(gpu), doc(self.emc), mapping(self.engines), mts, literal(self.extra)))
 
     def code(self) -> str:
-        """The shape's source, four functions of the match's groups ``g``: ``valid(g)``, False
+        """The shape's source, four functions of the match ``g`` (``re.Match``): ``valid(g)``, False
         for a date ``parse_line`` refuses (its other branch then answers); and for valid
         groups ``build(g, received_at, source) -> Snapshot``, ``document(g, received_at,
         source) -> dict`` (that snapshot's ``to_dict()``, a new one each call) and

@@ -38,7 +38,6 @@ MAX_SHAPES = 32
 RETRY_DECLINED = 64
 _DIGITS_RE = re.compile(r"[0-9]+")
 Document = Dict[str, Any]
-Groups = Tuple[str, ...]
 
 
 class _Compiled:
@@ -51,10 +50,10 @@ class _Compiled:
         namespace = dict(NAMESPACE)
         exec(compile(code, "<tegrastats shape>", "exec"), namespace)  # noqa: S102 - our own generated code
         self.fullmatch = re.compile(pattern, re.ASCII).fullmatch
-        self.valid: Callable[[Groups], bool] = namespace["valid"]
-        self.build: Callable[[Groups, Optional[float], Optional[str]], Snapshot] = namespace["build"]
-        self.document: Callable[[Groups, Optional[float], Optional[str]], Document] = namespace["document"]
-        self.power: Callable[[Groups], Dict[str, int]] = namespace["power"]
+        self.valid: Callable[[re.Match[str]], bool] = namespace["valid"]
+        self.build: Callable[[re.Match[str], Optional[float], Optional[str]], Snapshot] = namespace["build"]
+        self.document: Callable[[re.Match[str], Optional[float], Optional[str]], Document] = namespace["document"]
+        self.power: Callable[[re.Match[str]], Dict[str, int]] = namespace["power"]
 
 
 class Parsed:
@@ -62,22 +61,23 @@ class Parsed:
     :meth:`LineParser.parse_deferred` read it: :meth:`snapshot` is what ``parse_line``
     returns and :meth:`document` its ``to_dict()``, both made when first asked for.
 
-    A line a compiled shape matched holds the match's groups (its numbers, as text) until
-    then: the snapshot is built from them once, at the first :meth:`snapshot`, and each
-    :meth:`document` is made from them without a snapshot. A line that took ``parse_line``
+    A line a compiled shape matched holds the match (the line and where its numbers are)
+    until then: the snapshot is built from it once, at the first :meth:`snapshot`, and each
+    :meth:`document` is made from it without a snapshot. A line that took ``parse_line``
     holds its snapshot. ``power_mw`` (each rail's ``current_mw``) is read at once.
     """
 
-    __slots__ = ("received_at", "source", "power_mw", "_shape", "_groups", "_snapshot")
+    __slots__ = ("received_at", "source", "power_mw", "_shape", "_match", "_snapshot")
 
     def __init__(self, received_at: Optional[float], source: Optional[str], power_mw: Dict[str, int],
-                 snapshot: Optional[Snapshot] = None, shape: Optional[_Compiled] = None, groups: Groups = ()) -> None:
+                 snapshot: Optional[Snapshot] = None, shape: Optional[_Compiled] = None,
+                 match: Optional[re.Match[str]] = None) -> None:
         self.received_at = received_at
         self.source = source
         self.power_mw = power_mw
         self._snapshot = snapshot
         self._shape = shape
-        self._groups = groups
+        self._match = match
 
     @property
     def compiled(self) -> bool:
@@ -87,15 +87,15 @@ class Parsed:
     def snapshot(self) -> Snapshot:
         """The line's snapshot, made at the first call; the same object after that."""
         if self._snapshot is None:
-            assert self._shape is not None  # one of the two is always given
-            self._snapshot = self._shape.build(self._groups, self.received_at, self.source)
+            assert self._shape is not None and self._match is not None  # given when no snapshot is
+            self._snapshot = self._shape.build(self._match, self.received_at, self.source)
         return self._snapshot
 
     def document(self) -> Document:
         """The snapshot's ``to_dict()``: a new dict each call (callers may change it)."""
-        if self._shape is None:
+        if self._shape is None or self._match is None:
             return self.snapshot().to_dict()
-        return self._shape.document(self._groups, self.received_at, self.source)
+        return self._shape.document(self._match, self.received_at, self.source)
 
 
 class LineParser:
@@ -146,12 +146,11 @@ class LineParser:
         if found is not None:
             i, m = found
             shape = self._shapes[i][1]
-            groups = m.groups()
-            if shape.valid(groups):  # else the values take another branch of parse_line (a bad date)
+            if shape.valid(m):  # else the values take another branch of parse_line (a bad date)
                 if i:
                     self._shapes.insert(0, self._shapes.pop(i))
                 self.hits += 1
-                return Parsed(received_at, source, shape.power(groups), shape=shape, groups=groups)
+                return Parsed(received_at, source, shape.power(m), shape=shape, match=m)
         snapshot = parse_line(line, received_at, source=source)
         self._learn(text)
         return Parsed(received_at, source, {name: rail.current_mw for name, rail in snapshot.rails.items()},

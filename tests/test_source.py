@@ -616,7 +616,7 @@ def test_hurry_cuts_a_waiting_stop_short(fake_tegrastats_argv: Any, exit_watch: 
 # --- the line splitter ----------------------------------------------------------------------
 
 
-@given(st.lists(st.binary(max_size=40)), st.lists(st.integers(1, 17), min_size=1))
+@given(st.lists(st.binary(max_size=40)), st.lists(st.integers(1, 45), min_size=1))
 def test_splitter_is_independent_of_chunking(pieces: list[bytes], sizes: list[int]) -> None:
     stream = b"\n".join(pieces) + b"\n"
     splitter = LineSplitter(limit=20)
@@ -629,6 +629,22 @@ def test_splitter_is_independent_of_chunking(pieces: list[bytes], sizes: list[in
         index += 1
     expected = [(p[:20], len(p) > 20) for p in stream.split(b"\n")[:-1]]
     assert out == expected
+    assert not splitter.pending
+
+
+def test_splitter_takes_a_chunk_of_one_whole_line_as_it_is() -> None:
+    """The usual read (one line, its newline last, nothing held) at the length limit's edges,
+    and after a held piece or an over-long line (the other path)."""
+    splitter = LineSplitter(limit=20)
+    assert splitter.feed(b"\n") == [(b"", False)]
+    assert splitter.feed(b"x" * 19 + b"\n") == [(b"x" * 19, False)]
+    assert splitter.feed(b"x" * 20 + b"\n") == [(b"x" * 20, False)]
+    assert splitter.feed(b"x" * 21 + b"\n") == [(b"x" * 20, True)]
+    assert splitter.feed(b"ab") == [] and splitter.pending
+    assert splitter.feed(b"c\n") == [(b"abc", False)] and not splitter.pending
+    assert splitter.feed(b"y" * 25) == [] and splitter.pending
+    assert splitter.feed(b"\n") == [(b"y" * 20, True)]
+    assert splitter.feed(b"a\nb\n") == [(b"a", False), (b"b", False)]
     assert not splitter.pending
 
 
