@@ -94,6 +94,8 @@ class SkipLog:
 
     def add(self, count: int) -> None:
         """Count ``count`` more skipped lines (0 is fine: a chance to log the earlier ones)."""
+        if not count and not self._unlogged:
+            return  # the usual read: nothing skipped now or unreported
         self.total += count
         self._unlogged += count
         if time.monotonic() - self._logged_at >= SKIP_LOG_S:
