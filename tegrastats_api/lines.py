@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, List, Tuple, cast
+from typing import Callable, List, Optional, Tuple, cast
 
 from tornado.iostream import PipeIOStream, StreamClosedError
 
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 Lines = List[Tuple[bytes, bool]]  # (line without its newline, cut short because too long)
 
-READ_CHUNK = 65536
+READ_CHUNK = 65536  # at most this much is handed on at once (a pipe's whole buffer on Linux)
+READ_PIECE = 4096  # tornado's buffer per read (allocated and zeroed for every read)
 SKIP_LOG_S = 10.0
 STDERR_BURST = 10
 STDERR_WINDOW_S = 10.0
@@ -68,11 +69,21 @@ class LineSplitter:
 
 
 async def read_lines(stream: PipeIOStream, limit: int, handle: Callable[[Lines], None]) -> bool:
-    """Call ``handle(lines)`` once per read until EOF or close; True if a partial line was left."""
+    """Call ``handle(lines)`` once per read until EOF or close; True if a partial line was left.
+
+    Tornado reads into a new buffer of the stream's ``read_chunk_size`` for every read (the
+    one that finds the pipe empty after each line too), so that is :data:`READ_PIECE`, a
+    few lines' worth; a backlog (data there at once) is read on up to :data:`READ_CHUNK`
+    before it is handed on, as one read of that size would have (see
+    ``TegrastatsProcess._take``, which keeps only the newest of many lines).
+    """
+    stream.read_chunk_size = READ_PIECE  # BaseIOStream's constructor argument, as it keeps it
     splitter = LineSplitter(limit)
+    pending: Optional[asyncio.Future[bytes]] = None
     while True:
         try:
-            reading = cast("asyncio.Future[bytes]", stream.read_bytes(READ_CHUNK, partial=True))  # a Future
+            reading = pending or cast("asyncio.Future[bytes]", stream.read_bytes(READ_CHUNK, partial=True))
+            pending = None
             if reading.done():
                 # Data already there completes the read without a trip through the loop:
                 # yield first, or a child that writes without pause would hold up every
@@ -81,7 +92,20 @@ async def read_lines(stream: PipeIOStream, limit: int, handle: Callable[[Lines],
             chunk = await reading
         except StreamClosedError:
             return splitter.pending
+        closed = False
+        while len(chunk) < READ_CHUNK:  # the rest of what is there (usually nothing)
+            try:
+                more = cast("asyncio.Future[bytes]", stream.read_bytes(READ_CHUNK - len(chunk), partial=True))
+                if not more.done():
+                    pending = more  # the next line's read
+                    break
+                chunk += more.result()
+            except StreamClosedError:
+                closed = True
+                break
         handle(splitter.feed(chunk))
+        if closed:
+            return splitter.pending
 
 
 class SkipLog:

@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tornado.iostream import PipeIOStream
 
 from tegrastats_api.plan import (
     BOARDS_DIR,
@@ -33,7 +34,7 @@ from tegrastats_api.plan import (
     plan_source,
 )
 from tegrastats_api.hub import SnapshotHub
-from tegrastats_api.lines import STDERR_BURST, LineSplitter
+from tegrastats_api.lines import READ_CHUNK, READ_PIECE, STDERR_BURST, LineSplitter, read_lines
 from tegrastats_api.replay import ReplaySource
 from tegrastats_api import source as source_module
 from tegrastats_api.source import TegrastatsNotFoundError, TegrastatsProcess
@@ -646,6 +647,52 @@ def test_splitter_takes_a_chunk_of_one_whole_line_as_it_is() -> None:
     assert splitter.feed(b"\n") == [(b"y" * 20, True)]
     assert splitter.feed(b"a\nb\n") == [(b"a", False), (b"b", False)]
     assert not splitter.pending
+
+
+def _read_pipe(prefill: bytes, then: Callable[[int, list[Any]], Awaitable[None]]) -> tuple[list[Any], bool]:
+    """read_lines on a real pipe holding ``prefill`` before reading starts; ``then(w, calls)``
+    may write more, then the pipe is closed (EOF). Returns handle's calls and the result."""
+    calls: list[Any] = []
+
+    async def scenario() -> bool:
+        r, w = os.pipe()
+        os.write(w, prefill)
+        reader = asyncio.ensure_future(read_lines(PipeIOStream(r), 4096, calls.append))
+        try:
+            await then(w, calls)
+        finally:
+            os.close(w)
+        return await reader
+
+    return calls, run(scenario())
+
+
+BACKLOG = [b"%05d " % i + b"x" * 500 for i in range(40)]  # 20 kB: five of tornado's reads
+
+
+def test_a_backlog_is_handed_on_as_one_read_though_tornado_reads_it_in_pieces() -> None:
+    """Lines waiting in the pipe (a stall, a burst) reach the handler in one call, as one
+    64 kB read gave them, so that only the newest is used (TegrastatsProcess._take); the next
+    line, written later, comes alone; EOF ends the reader."""
+    async def then(w: int, calls: list[Any]) -> None:
+        await wait_until(lambda: sum(map(len, calls)) == 40, what="the backlog")
+        os.write(w, b"next\n")
+        await wait_until(lambda: sum(map(len, calls)) == 41, what="the next line")
+
+    calls, partial = _read_pipe(b"".join(line + b"\n" for line in BACKLOG), then)
+    assert [len(call) for call in calls] == [40, 1]
+    assert [line for call in calls for line, _ in call] == BACKLOG + [b"next"]
+    assert partial is False
+    assert READ_PIECE < len(b"\n".join(BACKLOG)) <= READ_CHUNK  # (the case this is about)
+
+
+def test_eof_within_a_backlog_hands_on_all_of_it() -> None:
+    async def then(w: int, calls: list[Any]) -> None:
+        pass  # EOF right behind the backlog and an unterminated line
+
+    calls, partial = _read_pipe(b"".join(line + b"\n" for line in BACKLOG) + b"cut sh", then)
+    assert [line for call in calls for line, _ in call] == BACKLOG
+    assert len(calls) == 1 and partial is True
 
 
 def test_splitter_strips_cr_and_skips_empty_lines(fake_tegrastats_argv: Any,
