@@ -335,11 +335,11 @@ def section_idle(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
          "; ".join("%.1f" % rss_start[name] for name in servers)),
         ("server CPU at 1 sample/s over %.0f s, 0 clients: ours / the original's, side by side (goal <= half)%s"
          % (seconds, "; before (%s)" % BEFORE_REV if before else ""),
-         "%.3f%% / %.3f%% (%.2fx)%s" % (idle0["ours"], idle0["original"], _ratio(idle0),
+         "%.3f%% / %.3f%% (%.3fx)%s" % (idle0["ours"], idle0["original"], _ratio(idle0),
                                          "; %.3f%%" % idle0["before"] if before else "")),
         ("server CPU at 1 sample/s over %.0f s, 10 Socket.IO clients: ours / the original's, side by side "
          "(goal <= half)%s" % (seconds - 1.0, "; before (%s)" % BEFORE_REV if before else ""),
-         "%.3f%% / %.3f%% (%.2fx)%s" % (sio10["ours"], sio10["original"], _ratio(sio10),
+         "%.3f%% / %.3f%% (%.3fx)%s" % (sio10["ours"], sio10["original"], _ratio(sio10),
                                          "; %.3f%%" % sio10["before"] if before else "")),
         ("server CPU at 1 sample/s over %.0f s, 10 `/ws` clients (target <= %.0f%%)"
          % (seconds - 1.0, TARGETS["idle_cpu_pct_10"]), "%.3f%%" % ws10),
