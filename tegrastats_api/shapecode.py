@@ -275,16 +275,13 @@ class _Shape:
         loads = [usage for _id, online, usage, _freq in cores if online == "True"]
         usage = "round((%s) / %d, 1)" % (" + ".join(loads), len(loads)) if loads else "None"
         mts = "" if self.mts == "None" else "'mts': %s, " % doc(self.mts)
-        def literal(entries: Dict[str, str]) -> str:  # a new dict, as to_dict's dict(...) copies
-            return "{%s}" % ", ".join("%r: %s" % item for item in entries.items())
-
         return ("{'schema': %d, 'timestamp': None if received_at is None else _format_timestamp(received_at), "
                 "'source': source, 'source_time': %s, 'cpu': {'usage': %s, 'cores': [%s]}, "
                 "'memory': {'ram': %s, 'swap': %s, 'iram': %s}, 'temperature': %s, "
                 "'power': %s, 'gpu': %s, 'emc': %s, 'engines': %s, %s'extra': %s}"
                 % (_snapshot.SCHEMA, self.source_time, usage, "".join(doc(var) + ", " for var in self.core_vars),
-                   doc(self.ram or "None"), doc(self.swap), doc(self.iram), literal(self.temps),
-                   mapping(self.rails), doc(gpu), doc(self.emc), mapping(self.engines), mts, literal(self.extra)))
+                   doc(self.ram or "None"), doc(self.swap), doc(self.iram), _dict_code(self.temps),
+                   mapping(self.rails), doc(gpu), doc(self.emc), mapping(self.engines), mts, _dict_code(self.extra)))
 
     def code(self) -> str:
         """The shape's source, four functions of the match ``g`` (``re.Match``): ``valid(g)``, False
@@ -292,16 +289,13 @@ class _Shape:
         groups ``build(g, received_at, source) -> Snapshot``, ``document(g, received_at,
         source) -> dict`` (that snapshot's ``to_dict()``, a new one each call) and
         ``power(g) -> {rail: current_mw}``."""
-        def mapping(entries: Dict[str, str]) -> str:
-            return "{%s}" % ", ".join("%r: %s" % item for item in entries.items())
-
         assert self.ram is not None  # describe() returns no shape without RAM
         gpu = self.gpu()
-        power = mapping({name: self.values[var][1][0] for name, var in self.rails.items()})
+        power = _dict_code({name: self.values[var][1][0] for name, var in self.rails.items()})
         snap = self.new(
             Snapshot, self.ram, "received_at", "source", self.source_time, self.cores or "()", self.swap, self.iram,
-            mapping(self.temps), mapping(self.rails), gpu, self.emc, mapping(self.engines), self.mts,
-            mapping(self.extra))
+            _dict_code(self.temps), _dict_code(self.rails), gpu, self.emc, _dict_code(self.engines), self.mts,
+            _dict_code(self.extra))
         body = "\n".join("    " + statement for statement in self.statements + ["return %s" % snap])
         document = "    return " + self.document(gpu)
         # Every int() at once, in C (map over an itemgetter): a third of the builder's time otherwise.
@@ -317,6 +311,12 @@ class _Shape:
             "def document(g, received_at, source):", *numbers, document,
             "def power(g):", "    return " + power]
         return "\n".join(lines) + "\n"
+
+
+def _dict_code(entries: Dict[str, str]) -> str:
+    """Code of a dict literal of ``entries`` (key: value code): a new dict each time it runs
+    (as ``to_dict``'s ``dict(...)`` copies are)."""
+    return "{%s}" % ", ".join("%r: %s" % item for item in entries.items())
 
 
 # What the generated code refers to (each shape executes in a copy).
