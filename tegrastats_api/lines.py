@@ -1,8 +1,8 @@
 """Lines from a child's pipes: splitting, reading without starving the loop, logging with limits.
 
 What it does: :class:`LineSplitter` cuts a byte stream into lines of at most ``limit`` bytes
-(longer ones are flagged, not buffered); :func:`read_lines` reads a tornado pipe and hands
-each read's complete lines on, yielding to the event loop between reads; :class:`StderrLog`
+(longer ones are flagged, not buffered); :class:`LineReader` reads a tornado pipe as data
+comes and hands each read's complete lines on, yielding to the event loop between reads; :class:`StderrLog`
 logs a child's stderr at most ``STDERR_BURST`` lines every ``STDERR_WINDOW_S`` and counts the
 rest; :class:`SkipLog` counts the stdout lines a reader skipped and logs the count at most
 every ``SKIP_LOG_S``.
@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from typing import Callable, List, Optional, Tuple, cast
+from typing import Callable, List, Optional, Tuple, Union, cast
 
 from tornado.iostream import PipeIOStream, StreamClosedError
 
@@ -68,44 +69,113 @@ class LineSplitter:
         return bool(self._buf) or self._over
 
 
-async def read_lines(stream: PipeIOStream, limit: int, handle: Callable[[Lines], None]) -> bool:
-    """Call ``handle(lines)`` once per read until EOF or close; True if a partial line was left.
+class LineReader:
+    """Reads a tornado pipe as data comes, handing each read's complete lines on:
+    ``handle(lines)`` once per read, in order, until EOF or :meth:`close`.
 
-    Tornado reads into a new buffer of the stream's ``read_chunk_size`` for every read (the
-    one that finds the pipe empty after each line too), so that is :data:`READ_PIECE`, a
-    few lines' worth; a backlog (data there at once) is read on up to :data:`READ_CHUNK`
-    before it is handed on, as one read of that size would have (see
-    ``TegrastatsProcess._take``, which keeps only the newest of many lines).
+    :meth:`start` gives a Future that is done then: True if a partial line was left, or what
+    ``handle`` raised (the reader stops there; whoever awaits it decides what that means).
+
+    Each time the pipe is readable, the loop calls :meth:`_readable` (asyncio's
+    ``add_reader`` on a duplicate of the pipe's descriptor), which reads through the stream
+    (``read_bytes``, partial): the data is there, so tornado's read completes inline, and a
+    sample costs one wake-up and one ``read``. Awaiting ``read_bytes`` in a loop instead costs
+    a second trip through the loop for its Future and a ``read`` that finds the pipe empty
+    (tornado tries one before it waits), per line. A read that does not complete inline
+    after all (the data went elsewhere) is waited for, with the duplicate unwatched
+    meanwhile: the stream watches its own descriptor for it, as tornado always does.
+
+    Tornado reads into a new buffer of the stream's ``read_chunk_size`` for every read, so
+    that is :data:`READ_PIECE`, a few lines' worth; a backlog (a read that filled it) is read
+    on up to :data:`READ_CHUNK` before it is handed on, as one read of that size would have
+    (see ``TegrastatsProcess._take``, which keeps only the newest of many lines). More than
+    that waits for the loop's next turn: a child that writes without pause cannot hold up
+    requests and signals.
     """
-    stream.read_chunk_size = READ_PIECE  # BaseIOStream's constructor argument, as it keeps it
-    splitter = LineSplitter(limit)
-    pending: Optional[asyncio.Future[bytes]] = None
-    while True:
+
+    def __init__(self, stream: PipeIOStream, limit: int, handle: Callable[[Lines], None]) -> None:
+        stream.read_chunk_size = READ_PIECE  # BaseIOStream's constructor argument, as it keeps it
+        self._stream = stream
+        self._handle = handle
+        self._splitter = LineSplitter(limit)
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._fd: Optional[int] = None  # our duplicate of the pipe's descriptor, while reading
+        self._done: Optional[asyncio.Future[bool]] = None
+
+    def start(self) -> asyncio.Future[bool]:
+        """Start reading on the running loop; the Future that is done at EOF or :meth:`close`."""
+        if self._done is not None:
+            raise RuntimeError("LineReader.start() may be called once")
+        self._loop = asyncio.get_running_loop()
+        self._done = self._loop.create_future()
+        if self._stream.closed():
+            self._end(self._splitter.pending)
+        else:
+            self._fd = os.dup(self._stream.fileno())  # the stream's own stays tornado's to watch
+            self._loop.add_reader(self._fd, self._readable)
+        return self._done
+
+    def close(self) -> None:
+        """Stop reading and close the stream (and its descriptor); the Future is done after
+        this (if it was not): True if a partial line was left."""
+        self._stream.close()
+        self._end(self._splitter.pending)
+
+    def _readable(self) -> None:
+        chunk = b""
         try:
-            reading = pending or cast("asyncio.Future[bytes]", stream.read_bytes(READ_CHUNK, partial=True))
-            pending = None
-            if reading.done():
-                # Data already there completes the read without a trip through the loop:
-                # yield first, or a child that writes without pause would hold up every
-                # request and signal. (The usual read waits for the next line: no extra trip.)
-                await asyncio.sleep(0)
-            chunk = await reading
-        except StreamClosedError:
-            return splitter.pending
-        closed = False
-        while len(chunk) < READ_CHUNK:  # the rest of what is there (usually nothing)
-            try:
-                more = cast("asyncio.Future[bytes]", stream.read_bytes(READ_CHUNK - len(chunk), partial=True))
-                if not more.done():
-                    pending = more  # the next line's read
+            while len(chunk) < READ_CHUNK:
+                reading = cast("asyncio.Future[bytes]",
+                               self._stream.read_bytes(READ_CHUNK - len(chunk), partial=True))
+                if not reading.done():  # nothing there after all
+                    self._unwatch()
+                    reading.add_done_callback(self._waited)
                     break
-                chunk += more.result()
-            except StreamClosedError:
-                closed = True
-                break
-        handle(splitter.feed(chunk))
-        if closed:
-            return splitter.pending
+                piece = reading.result()
+                chunk += piece
+                if len(piece) < READ_PIECE:
+                    break  # a read takes all there is, up to a piece: the pipe is empty now
+        except StreamClosedError:  # EOF (or closed): what came before it is handed on first
+            self._hand_on(chunk)
+            self._end(self._splitter.pending)
+            return
+        self._hand_on(chunk)
+
+    def _waited(self, reading: asyncio.Future[bytes]) -> None:
+        """A read that did not complete inline is over."""
+        if self._done is None or self._done.done():
+            reading.exception()  # (closed by close(): retrieved, nothing to hand on)
+            return
+        if reading.exception() is not None:  # StreamClosedError: the stream ends no other way
+            self._end(self._splitter.pending)
+            return
+        self._hand_on(reading.result())
+        if self._done is not None and not self._done.done() and self._fd is not None:
+            self._loop.add_reader(self._fd, self._readable)  # type: ignore[union-attr]
+
+    def _hand_on(self, chunk: bytes) -> None:
+        if not chunk or self._done is None or self._done.done():
+            return
+        try:
+            self._handle(self._splitter.feed(chunk))
+        except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the reader, which stops
+            self._end(exc)
+
+    def _unwatch(self) -> None:
+        if self._fd is not None and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+
+    def _end(self, outcome: Union[bool, Exception]) -> None:
+        """Stop watching, close the duplicate, and finish the Future with ``outcome``."""
+        if self._fd is not None:
+            self._unwatch()
+            os.close(self._fd)
+            self._fd = None
+        if self._done is not None and not self._done.done():
+            if isinstance(outcome, Exception):
+                self._done.set_exception(outcome)
+            else:
+                self._done.set_result(outcome)
 
 
 class SkipLog:

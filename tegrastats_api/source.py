@@ -35,7 +35,7 @@ from tornado.locks import Event
 from tornado.process import Subprocess
 
 from tegrastats_api.compat import wait_event
-from tegrastats_api.lines import STDERR_LOG_CHARS, Lines, SkipLog, StderrLog, read_lines
+from tegrastats_api.lines import STDERR_LOG_CHARS, LineReader, Lines, SkipLog, StderrLog
 
 log = logging.getLogger(__name__)
 
@@ -337,8 +337,9 @@ class TegrastatsProcess:
         """Read one child until it exits or its stdout ends; then end its group and reap it."""
         assert proc is not None
         popen = proc.proc
-        reader = asyncio.ensure_future(read_lines(proc.stdout, self._max_line_bytes, self._take))
-        drain = asyncio.ensure_future(read_lines(proc.stderr, 4 * STDERR_LOG_CHARS, self._stderr))
+        out = LineReader(proc.stdout, self._max_line_bytes, self._take)
+        err = LineReader(proc.stderr, 4 * STDERR_LOG_CHARS, self._stderr)
+        reader, drain = out.start(), err.start()
         grace = 0.0  # if waiting fails, the child is killed at once
         try:
             woken = asyncio.ensure_future(self._wake.wait())
@@ -349,8 +350,8 @@ class TegrastatsProcess:
         finally:  # whatever happened: no child, grandchild or open pipe is left behind
             status = await _end_group(popen, grace, self._stop_timeout, lambda: self._hurried)
             await asyncio.wait([reader, drain], timeout=EXIT_GRACE_S)
-            proc.stdout.close()  # ends the readers, should a pipe still be open
-            proc.stderr.close()
+            out.close()  # ends the readers, should a pipe still be open
+            err.close()
             await asyncio.wait([reader, drain])
             self._stderr.flush()
             self._skips.flush()

@@ -34,7 +34,7 @@ from tegrastats_api.plan import (
     plan_source,
 )
 from tegrastats_api.hub import SnapshotHub
-from tegrastats_api.lines import READ_CHUNK, READ_PIECE, STDERR_BURST, LineSplitter, read_lines
+from tegrastats_api.lines import READ_CHUNK, READ_PIECE, STDERR_BURST, LineReader, LineSplitter
 from tegrastats_api.replay import ReplaySource
 from tegrastats_api import source as source_module
 from tegrastats_api.source import TegrastatsNotFoundError, TegrastatsProcess
@@ -650,19 +650,22 @@ def test_splitter_takes_a_chunk_of_one_whole_line_as_it_is() -> None:
 
 
 def _read_pipe(prefill: bytes, then: Callable[[int, list[Any]], Awaitable[None]]) -> tuple[list[Any], bool]:
-    """read_lines on a real pipe holding ``prefill`` before reading starts; ``then(w, calls)``
+    """A LineReader on a real pipe holding ``prefill`` before reading starts; ``then(w, calls)``
     may write more, then the pipe is closed (EOF). Returns handle's calls and the result."""
     calls: list[Any] = []
 
     async def scenario() -> bool:
+        before = open_fds()
         r, w = os.pipe()
         os.write(w, prefill)
-        reader = asyncio.ensure_future(read_lines(PipeIOStream(r), 4096, calls.append))
+        reader = LineReader(PipeIOStream(r), 4096, calls.append).start()
         try:
             await then(w, calls)
         finally:
             os.close(w)
-        return await reader
+        partial = await reader
+        assert open_fds() == before  # the reader closed the pipe (and its duplicate) at EOF
+        return partial
 
     return calls, run(scenario())
 
@@ -693,6 +696,101 @@ def test_eof_within_a_backlog_hands_on_all_of_it() -> None:
     calls, partial = _read_pipe(b"".join(line + b"\n" for line in BACKLOG) + b"cut sh", then)
     assert [line for call in calls for line, _ in call] == BACKLOG
     assert len(calls) == 1 and partial is True
+
+
+def test_a_backlog_of_whole_pieces_then_lines_as_they_come() -> None:
+    """A backlog of exactly two of tornado's reads: reading on finds the pipe empty, so that
+    read waits on the stream's own watch; the backlog is handed on first, the line that ends
+    that wait next, and later lines through the reader's own watch again, in order."""
+    backlog = [b"%03d " % i + b"y" * 507 for i in range(16)]  # 16 x 512 bytes: 2 x READ_PIECE
+    assert len(b"".join(line + b"\n" for line in backlog)) == 2 * READ_PIECE
+
+    async def then(w: int, calls: list[Any]) -> None:
+        await wait_until(lambda: len(calls) == 1, what="the backlog")
+        for number, line in enumerate([b"first", b"second", b"third"], 2):
+            os.write(w, line + b"\n")
+            await wait_until(lambda n=number: len(calls) == n, what=line.decode())
+
+    calls, partial = _read_pipe(b"".join(line + b"\n" for line in backlog), then)
+    assert [[line for line, _ in call] for call in calls] == [backlog, [b"first"], [b"second"], [b"third"]]
+    assert partial is False
+
+
+def test_a_wake_up_that_finds_nothing_waits_for_the_next_line(caplog: Any) -> None:
+    """The loop reports the pipe readable but the data went elsewhere (another reader of
+    the pipe took it): the reader's read waits on the stream's own watch; lines after it
+    arrive in order, through that wait and then through the reader's watch again."""
+    async def scenario() -> tuple[list[Any], bool]:
+        r, w = os.pipe()
+        calls: list[Any] = []
+        reader = LineReader(PipeIOStream(r), 4096, calls.append)
+        done = reader.start()
+        os.write(w, b"taken\n")
+        assert os.read(r, 100) == b"taken\n"  # ... by another reader of the same pipe
+        reader._readable()  # the wake-up for it (the loop reported the pipe readable)
+        for count, line in enumerate([b"one", b"two", b"three"], 1):
+            os.write(w, line + b"\n")
+            await wait_until(lambda n=count: len(calls) == n, what=line.decode())
+        os.close(w)
+        return calls, await done
+
+    with caplog.at_level(logging.DEBUG):
+        calls, partial = run(scenario())
+    assert [[line for line, _ in call] for call in calls] == [[b"one"], [b"two"], [b"three"]]
+    assert partial is False
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # ("Already reading")
+
+
+@pytest.mark.parametrize("held", [b"", b"half a li"])
+def test_close_ends_the_reader_while_the_writer_holds_the_pipe_open(held: bytes) -> None:
+    """A grandchild may hold stdout open for ever: close() ends the reader at once, the
+    Future says whether a partial line was left, and no descriptor of the pipe is left
+    open by the reader (the writer sees the pipe closed)."""
+    async def scenario() -> tuple[list[Any], bool, int]:
+        before = open_fds()
+        r, w = os.pipe()
+        calls: list[Any] = []
+        reader = LineReader(PipeIOStream(r), 4096, calls.append)
+        done = reader.start()
+        os.write(w, b"whole\n" + held)
+        await wait_until(lambda: len(calls) == 1, what="the line")
+        reader.close()
+        partial = await asyncio.wait_for(done, 1)
+        with pytest.raises(BrokenPipeError):  # no reader left: the pipe's read end is closed
+            os.write(w, b"more\n")
+        os.close(w)
+        return calls, partial, open_fds() - before
+
+    calls, partial, left = run(scenario())
+    assert [line for call in calls for line, _ in call] == [b"whole"]
+    assert partial is bool(held)
+    assert left == 0
+
+
+def test_what_the_handler_raises_ends_the_reader_with_it() -> None:
+    """The reader stops at the handler's failure and its Future raises it (the source's
+    supervisor logs it and restarts the child); lines after it are not handed on."""
+    async def scenario() -> tuple[list[Any], BaseException | None]:
+        r, w = os.pipe()
+        calls: list[Any] = []
+
+        def handle(lines: Any) -> None:
+            calls.append(lines)
+            raise KeyError("subscriber bug")
+
+        reader = LineReader(PipeIOStream(r), 4096, handle)
+        done = reader.start()
+        os.write(w, b"one\n")
+        await asyncio.wait([done], timeout=2)
+        os.write(w, b"two\n")
+        await asyncio.sleep(0.05)
+        reader.close()
+        os.close(w)
+        return calls, done.exception()
+
+    calls, error = run(scenario())
+    assert [line for call in calls for line, _ in call] == [b"one"]
+    assert isinstance(error, KeyError)
 
 
 def test_splitter_strips_cr_and_skips_empty_lines(fake_tegrastats_argv: Any,
