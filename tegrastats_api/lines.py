@@ -2,10 +2,10 @@
 
 What it does: :class:`LineSplitter` cuts a byte stream into lines of at most ``limit`` bytes
 (longer ones are flagged, not buffered); :class:`LineReader` reads a tornado pipe as data
-comes and hands each read's complete lines on, yielding to the event loop between reads; :class:`StderrLog`
-logs a child's stderr at most ``STDERR_BURST`` lines every ``STDERR_WINDOW_S`` and counts the
-rest; :class:`SkipLog` counts the stdout lines a reader skipped and logs the count at most
-every ``SKIP_LOG_S``.
+comes and hands each read's complete lines on, yielding to the event loop between reads;
+:class:`StderrLog` logs a child's stderr at most ``STDERR_BURST`` lines every
+``STDERR_WINDOW_S`` and counts the rest; :class:`SkipLog` counts the stdout lines a reader
+skipped and logs the count at most every ``SKIP_LOG_S``.
 
 What it does not: start or watch processes (:mod:`tegrastats_api.source`), or decode and
 judge stdout lines.
@@ -112,7 +112,7 @@ class LineReader:
             self._end(self._splitter.pending)
         else:
             self._fd = os.dup(self._stream.fileno())  # the stream's own stays tornado's to watch
-            self._loop.add_reader(self._fd, self._readable)
+            self._watch()
         return self._done
 
     def close(self) -> None:
@@ -150,8 +150,8 @@ class LineReader:
             self._end(self._splitter.pending)
             return
         self._hand_on(reading.result())
-        if self._done is not None and not self._done.done() and self._fd is not None:
-            self._loop.add_reader(self._fd, self._readable)  # type: ignore[union-attr]
+        if not self._done.done():
+            self._watch()
 
     def _hand_on(self, chunk: bytes) -> None:
         if not chunk or self._done is None or self._done.done():
@@ -160,6 +160,10 @@ class LineReader:
             self._handle(self._splitter.feed(chunk))
         except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the reader, which stops
             self._end(exc)
+
+    def _watch(self) -> None:
+        if self._fd is not None and self._loop is not None:
+            self._loop.add_reader(self._fd, self._readable)
 
     def _unwatch(self) -> None:
         if self._fd is not None and self._loop is not None:
