@@ -62,7 +62,7 @@ from tegrastats_api.summary import summarize
 log = logging.getLogger(__name__)
 
 Document = Dict[str, Any]
-Subscriber = Callable[[Document, bytes], None]
+Subscriber = Callable[["Sample"], None]
 
 SECTIONS = ("cpu", "memory", "temperature", "power")
 # The one staleness rule (docs/API.md, GET /api/health): the newest sample is stale once it
@@ -145,7 +145,8 @@ class Sample:
 
     The snapshot, the document and its JSON are each made at their first use (a client, a
     request, a subscriber), once (:class:`~tegrastats_api.shapes.Parsed`): a server nobody
-    is watching only matches its lines, and its clients' documents need no snapshot.
+    is watching only matches its lines, its clients' documents need no snapshot, and the
+    JSON pushed to them needs no document.
     """
 
     __slots__ = ("parsed", "seq", "_document", "_payload")
@@ -172,8 +173,10 @@ class Sample:
 
     @property
     def payload(self) -> bytes:
+        """The document's JSON (:func:`encode_document`'s bytes); of a line a compiled shape
+        read, made straight from the line's numbers, without the document."""
         if self._payload is None:
-            self._payload = encode_document(self.document)
+            self._payload = self.parsed.json() or encode_document(self.document)
         return self._payload
 
 
@@ -469,7 +472,8 @@ class SnapshotHub:
         return "healthy"
 
     def subscribe(self, callback: Subscriber) -> None:
-        """Call ``callback(document, payload)`` for every new sample, in the IOLoop thread."""
+        """Call ``callback(sample)`` (a :class:`Sample`) for every new sample, in the IOLoop
+        thread; what it reads of the sample is made then (once, shared by every subscriber)."""
         if callback not in self._subscribers:
             self._subscribers.append(callback)
 
@@ -487,7 +491,7 @@ class SnapshotHub:
             return  # nobody to encode the sample for (yet)
         for callback in list(self._subscribers):
             try:
-                callback(sample.document, sample.payload)
+                callback(sample)
             except Exception:  # noqa: BLE001 - subscribers are arbitrary code
                 # A broken subscriber must not stop the fan-out to the others: it is
                 # logged with its traceback and dropped.

@@ -44,7 +44,7 @@ from tegrastats_api.compat import mqtt_callbacks, mqtt_client
 from tegrastats_api.config import CONFIG_FILE_LIMIT, Config, ConfigError, read_text_file
 from tegrastats_api.discovery import Entity, complete_state, config_of, config_topic, device_of, encode, \
     entities_of, removable, state_of
-from tegrastats_api.hub import Document, SnapshotHub
+from tegrastats_api.hub import Document, Sample, SnapshotHub
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +193,8 @@ class MqttBridge:
         if self.discovery_prefix is not None:
             for component in ("sensor", "binary_sensor"):
                 self.client.subscribe("%s/%s/%s/+/config" % (self.discovery_prefix, component, self.node_id), qos=1)
-        if self.hub.latest_document is not None:  # at once, not a sample later
-            self.on_sample(self.hub.latest_document, b"")
+        if self.hub.history:  # at once, not a sample later
+            self.on_sample(self.hub.history[-1])
 
     def _on_disconnect(self, reason: Optional[str]) -> None:
         self.connected = False
@@ -230,14 +230,14 @@ class MqttBridge:
 
     # --- publishing ---------------------------------------------------------------------
 
-    def on_sample(self, document: Document, payload: bytes) -> None:
+    def on_sample(self, sample: Sample) -> None:
         """Hub subscriber: publish when connected and due; never blocks."""
         if not self.connected:
             return
         now = self.clock()
         if self._due is not None and now < self._due:
             return
-        self._publish(document)
+        self._publish(sample.document)
         self._due = now + self.interval_s - self._slack_s
 
     def _publish(self, document: Document) -> None:

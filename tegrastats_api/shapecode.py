@@ -15,7 +15,9 @@ What it does not: compile or cache (see :mod:`tegrastats_api.shapes`), I/O, cloc
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import json
 import operator
 import re
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -284,11 +286,12 @@ class _Shape:
                    mapping(self.rails), doc(gpu), doc(self.emc), mapping(self.engines), mts, _dict_code(self.extra)))
 
     def code(self) -> str:
-        """The shape's source, four functions of the match ``g`` (``re.Match``): ``valid(g)``, False
+        """The shape's source, five functions of the match ``g`` (``re.Match``): ``valid(g)``, False
         for a date ``parse_line`` refuses (its other branch then answers); and for valid
         groups ``build(g, received_at, source) -> Snapshot``, ``document(g, received_at,
-        source) -> dict`` (that snapshot's ``to_dict()``, a new one each call) and
-        ``power(g) -> {rail: current_mw}``."""
+        source) -> dict`` (that snapshot's ``to_dict()``, a new one each call),
+        ``payload(g, received_at, source) -> bytes`` (that document's compact JSON, without
+        making the document: :func:`_json_code`) and ``power(g) -> {rail: current_mw}``."""
         assert self.ram is not None  # describe() returns no shape without RAM
         gpu = self.gpu()
         power = _dict_code({name: self.values[var][1][0] for name, var in self.rails.items()})
@@ -309,6 +312,7 @@ class _Shape:
             "def valid(g):", "    return %s" % (" and ".join(self.checks) or "True"),
             "def build(g, received_at, source):", *numbers, body,
             "def document(g, received_at, source):", *numbers, document,
+            "def payload(g, received_at, source):", *numbers, "    return " + _json_code(document[len("    return "):]),
             "def power(g):", "    return " + power]
         return "\n".join(lines) + "\n"
 
@@ -319,10 +323,78 @@ def _dict_code(entries: Dict[str, str]) -> str:
     return "{%s}" % ", ".join("%r: %s" % item for item in entries.items())
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # the hub's standard encoder (hub.encode_document)
+_encode_text = json.encoder.encode_basestring_ascii  # ... what it writes of a str
+
+
+def _json_value(value: Any) -> str:
+    """``_encode(value)`` of one value of a document, the common cases at a third of the cost."""
+    if value is None:
+        return "null"
+    kind = type(value)
+    if kind is str:
+        return _encode_text(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and value - value == 0.0:  # finite (NaN and the infinities: _encode's words)
+        return float.__repr__(value)
+    return _encode(value)
+
+
+def _json_code(document: str) -> str:
+    """Code of the compact JSON bytes of the document the dict-literal code ``document``
+    (from :meth:`_Shape.document`) makes, without making it: one ``%`` format of a template.
+
+    The template is the document's structure in JSON (keys, constants, brackets, as the
+    standard encoder writes them), and a field for each value the line gives: ``%d`` for the
+    numbers read as ints (``n[i]``), :func:`_json_value` of anything else (the
+    temperatures, the CPU's mean usage, the timestamp, the source, text of the line). The
+    result is the standard encoder's bytes of that document (tests/test_parser_shapes.py
+    compares them on every shape).
+    """
+    tree = ast.parse(document, mode="eval").body
+    pieces: List[str] = []
+    values: List[str] = []
+
+    def literal(value: Any) -> None:
+        pieces.append(_encode(value).replace("%", "%%"))
+
+    def walk(node: ast.expr) -> None:
+        if isinstance(node, ast.Dict):
+            keys = [key.value if isinstance(key, ast.Constant) else None for key in node.keys]
+            if not all(isinstance(key, str) for key in keys) or len(set(keys)) != len(keys):
+                raise _Unsupported("keys")  # parse_line's are text, each once (_put numbers a repeat)
+            pieces.append("{")
+            for i, (key, value) in enumerate(zip(keys, node.values)):
+                pieces.append("," if i else "")
+                literal(key)
+                pieces.append(":")
+                walk(value)
+            pieces.append("}")
+        elif isinstance(node, (ast.List, ast.Tuple)):
+            pieces.append("[")
+            for i, item in enumerate(node.elts):
+                pieces.append("," if i else "")
+                walk(item)
+            pieces.append("]")
+        elif isinstance(node, ast.Constant):
+            literal(node.value)
+        else:
+            code = ast.get_source_segment(document, node)
+            if code is None:  # pragma: no cover - every node parsed from a string has its segment
+                raise _Unsupported("code")
+            number = isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "n"
+            pieces.append("%d" if number else "%s")
+            values.append(code if number else "_json_value(%s)" % code)
+
+    walk(tree)
+    return "(%r %% (%s)).encode('ascii')" % ("".join(pieces), "".join(v + ", " for v in values))
+
+
 # What the generated code refers to (each shape executes in a copy).
 NAMESPACE: Dict[str, Any] = {
     "_itemgetter": operator.itemgetter, "_new": object.__new__, "_GPU0": _snapshot.Gpu(),
-    "_format_timestamp": _snapshot.format_timestamp,
+    "_format_timestamp": _snapshot.format_timestamp, "_json_value": _json_value,
     **{cls.__name__: cls for cls in (Snapshot, _snapshot.CpuCore, _snapshot.Lfb, _snapshot.Ram, _snapshot.Swap,
                                       _snapshot.Iram, _snapshot.Rail, _snapshot.Engine, _snapshot.Emc,
                                       _snapshot.Gpu, _snapshot.Mts)},
@@ -345,8 +417,8 @@ def describe(text: str) -> Optional[Tuple[str, str]]:
                 return None
             pos = m.end()
             shape.token(m)
+        if shape.ram is None:
+            return None
+        return " ".join(shape.pieces), shape.code()
     except _Unsupported:
         return None
-    if shape.ram is None:
-        return None
-    return " ".join(shape.pieces), shape.code()

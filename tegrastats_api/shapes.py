@@ -44,7 +44,7 @@ class _Compiled:
     """One compiled shape: its whole-line regex and the functions of its groups
     (:meth:`tegrastats_api.shapecode._Shape.code`)."""
 
-    __slots__ = ("fullmatch", "valid", "build", "document", "power")
+    __slots__ = ("fullmatch", "valid", "build", "document", "payload", "power")
 
     def __init__(self, pattern: str, code: str) -> None:
         namespace = dict(NAMESPACE)
@@ -53,6 +53,7 @@ class _Compiled:
         self.valid: Callable[[re.Match[str]], bool] = namespace["valid"]
         self.build: Callable[[re.Match[str], Optional[float], Optional[str]], Snapshot] = namespace["build"]
         self.document: Callable[[re.Match[str], Optional[float], Optional[str]], Document] = namespace["document"]
+        self.payload: Callable[[re.Match[str], Optional[float], Optional[str]], bytes] = namespace["payload"]
         self.power: Callable[[re.Match[str]], Dict[str, int]] = namespace["power"]
 
 
@@ -96,6 +97,13 @@ class Parsed:
         if self._shape is None or self._match is None:
             return self.snapshot().to_dict()
         return self._shape.document(self._match, self.received_at, self.source)
+
+    def json(self) -> Optional[bytes]:
+        """The document's compact JSON (``json.dumps(document(), separators=(",", ":"))``,
+        ASCII) made without the document, for a line a compiled shape matched; else None."""
+        if self._shape is None or self._match is None:
+            return None
+        return self._shape.payload(self._match, self.received_at, self.source)
 
 
 class LineParser:

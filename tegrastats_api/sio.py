@@ -51,7 +51,7 @@ from tegrastats_api.handlers import (
     finish_with_error,
     origin_allowed,
 )
-from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
+from tegrastats_api.hub import ConnectionLimiter, Sample, SnapshotHub
 from tegrastats_api.sessions import EngineSessions, payload_ok
 from tegrastats_api.tokens import request_token, token_valid
 from tegrastats_api.sio_push import SamplePushes, open_packet_sid
@@ -144,13 +144,13 @@ class SnapshotNamespace(socketio.AsyncNamespace):
         self.pushes.handed(eio_sid, number)
         await self.server.eio.send(eio_sid, packet)
 
-    def on_sample(self, document: Document, payload: bytes) -> None:
+    def on_sample(self, sample: Sample) -> None:
         """Hub subscriber: the sample to every accepted client, straight to the WebSocket
         of those python-engineio has caught up with (:class:`SamplePushes`), through
         python-engineio for the others (scheduled); never waits for any client."""
         if not self._has_clients():
             return
-        number, packet = self.pushes.make(payload)
+        number, packet = self.pushes.make(sample.payload)
         eio = self.server.eio
         participants = list(self.server.manager.get_participants(NAMESPACE, ACCEPTED_ROOM))
         queued = []

@@ -43,7 +43,7 @@ from tegrastats_api.handlers import (
     finish_with_error,
     origin_allowed,
 )
-from tegrastats_api.hub import ConnectionLimiter, Document, SnapshotHub
+from tegrastats_api.hub import ConnectionLimiter, Sample, SnapshotHub
 from tegrastats_api.tokens import request_token, token_valid
 
 log = logging.getLogger(__name__)
@@ -251,12 +251,13 @@ class SnapshotSocket(JSONErrorAnswers, WebSocketHandler):
         if payload is not None:
             self._send(payload)
 
-    def on_sample(self, document: Document, payload: bytes) -> None:
+    def on_sample(self, sample: Sample) -> None:
         """Hub subscriber: send now, or keep only this newest frame until the last one is out.
 
         With ``?fields=`` the frame is the hub's view of this sample for that field list,
         encoded once for every client that asked for the same list.
         """
+        payload = sample.payload
         if self.fields is not None:
             payload = self.hub.fields_json(self.fields) or payload
         if self._pending is not None and not self._pending.done():

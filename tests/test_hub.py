@@ -12,11 +12,34 @@ from tegrastats_api import hub as hub_module
 from tegrastats_api.fields import normalize, parse_fields, select
 from tegrastats_api.hub import SECTIONS, ConnectionLimiter, HistoryView, SnapshotHub, ViewCache, encode_document
 from tegrastats_api.parser import parse_line
+from tegrastats_api.shapes import Parsed
 
 
 @pytest.fixture
 def hub(fake_clock):
     return SnapshotHub("replay", clock=fake_clock, history_size=3, interval_s=1.0)
+
+
+@pytest.fixture
+def encodings(monkeypatch):
+    """The samples' JSON the hub makes, each way: ``documents`` (encode_document, the
+    documents it encoded) and ``lines`` (Parsed.json, straight from a compiled shape's match)."""
+    made = {"documents": [], "lines": []}
+    real_encode, real_json = hub_module.encode_document, Parsed.json
+
+    def encode(document):
+        made["documents"].append(document)
+        return real_encode(document)
+
+    def from_line(parsed):
+        payload = real_json(parsed)
+        if payload is not None:
+            made["lines"].append(payload)
+        return payload
+
+    monkeypatch.setattr(hub_module, "encode_document", encode)
+    monkeypatch.setattr(Parsed, "json", from_line)
+    return made
 
 
 def test_empty_hub_has_no_data(hub):
@@ -48,23 +71,35 @@ def test_history_is_bounded_and_keeps_the_newest(hub, fake_clock, transport_line
     assert hub.samples == 5
 
 
-def test_json_is_compact_and_encoded_once_per_sample(hub, transport_lines, monkeypatch):
-    calls = []
-
-    def counting(document):
-        calls.append(document)
-        return encode_document(document)
-
-    monkeypatch.setattr(hub_module, "encode_document", counting)
+def test_json_is_compact_and_encoded_once_per_sample(hub, transport_lines, encodings):
     received = []
-    hub.subscribe(lambda document, payload: received.append(payload))
-    hub.subscribe(lambda document, payload: received.append(payload))
+    hub.subscribe(lambda sample: received.append(sample.payload))
+    hub.subscribe(lambda sample: received.append(sample.payload))
+    for count, line in enumerate([transport_lines[0]] * 3 + transport_lines[1:3], 1):
+        hub.feed_line(line)
+        payload = hub.latest_json
+        assert len(encodings["documents"]) + len(encodings["lines"]) == count
+        assert received[-2:] == [payload, payload] and all(p is payload for p in received[-2:])
+        assert hub.latest_json is payload
+        assert b", " not in payload and b'": ' not in payload
+        assert payload == encode_document(hub.latest_document)
+    # the first line's shape is compiled at its second sighting: from then on its JSON is
+    # made from the line, without a document
+    assert len(encodings["documents"]) == 2 and len(encodings["lines"]) == 3
+
+
+def test_the_json_of_a_compiled_shape_needs_no_document(hub, transport_lines, encodings):
+    for _ in range(3):
+        hub.feed_line(transport_lines[0])
+    got = []
+    hub.subscribe(lambda sample: got.append(sample.payload))
     hub.feed_line(transport_lines[0])
-    first = hub.latest_json
-    assert len(calls) == 1
-    assert all(payload is first for payload in received)
-    assert hub.latest_json is first
-    assert b", " not in first and b'": ' not in first
+    sample = hub.history[-1]
+    assert got == [sample.payload] and encodings["lines"] == got
+    assert sample._document is None  # no subscriber read it
+    assert sample.payload == encode_document(sample.document) == json.dumps(
+        parse_line(transport_lines[0], sample.received_at, source="replay").to_dict(),
+        separators=(",", ":")).encode("ascii")
 
 
 def test_sections_are_encoded_lazily_once_per_sample(hub, transport_lines, monkeypatch):
@@ -83,25 +118,25 @@ def test_sections_are_encoded_lazily_once_per_sample(hub, transport_lines, monke
     assert len(calls) == len(SECTIONS) + 2  # now the document, once
 
 
-def test_a_sample_nobody_asks_for_is_parsed_but_not_encoded(hub, transport_lines, monkeypatch):
+def test_a_sample_nobody_asks_for_is_parsed_but_not_encoded(hub, transport_lines, encodings):
     """A server without clients or requests only parses: the document and its JSON are made
     at the first use, once, and then are the same for every use (REST, history, subscribers)."""
-    made = []
-    real = hub_module.encode_document
-    monkeypatch.setattr(hub_module, "encode_document", lambda d: made.append(d) or real(d))
+    def made():
+        return len(encodings["documents"]) + len(encodings["lines"])
+
     for line in transport_lines:
         hub.feed_line(line)
-    assert made == [] and hub.samples == len(transport_lines)
+    assert made() == 0 and hub.samples == len(transport_lines)
     got = []
-    hub.subscribe(lambda document, payload: got.append(payload))
+    hub.subscribe(lambda sample: got.append(sample.payload))
     hub.feed_line(transport_lines[0])
-    assert len(made) == 1 and got == [hub.latest_json]
-    assert len(made) == 1
+    assert made() == 1 and got == [hub.latest_json]
+    assert made() == 1
     history = json.loads(hub.history_json())["samples"]
-    assert len(hub.history) == 3 and len(made) == 3  # the older kept samples, at the history request
+    assert len(hub.history) == 3 and made() == 3  # the older kept samples, at the history request
     assert history[-1] == json.loads(got[0])
     hub.history_json()
-    assert len(made) == 3
+    assert made() == 3
 
 
 def test_section_document(hub, transport_lines):
@@ -146,12 +181,12 @@ def test_discard_counts_as_parse_error(hub):
 def test_failing_subscriber_is_dropped_and_others_still_served(hub, transport_lines, caplog):
     got = []
 
-    def broken(document, payload):
+    def broken(sample):
         raise RuntimeError("boom")
 
-    hub.subscribe(lambda document, payload: got.append(("a", document["timestamp"])))
+    hub.subscribe(lambda sample: got.append(("a", sample.document["timestamp"])))
     hub.subscribe(broken)
-    hub.subscribe(lambda document, payload: got.append(("b", document["timestamp"])))
+    hub.subscribe(lambda sample: got.append(("b", sample.document["timestamp"])))
     with caplog.at_level(logging.ERROR, logger="tegrastats_api.hub"):
         hub.feed_line(transport_lines[0])
     assert [name for name, _ in got] == ["a", "b"]
@@ -164,8 +199,8 @@ def test_failing_subscriber_is_dropped_and_others_still_served(hub, transport_li
 def test_unsubscribe(hub, transport_lines):
     got = []
 
-    def callback(document, payload):
-        got.append(payload)
+    def callback(sample):
+        got.append(sample.payload)
 
     hub.subscribe(callback)
     hub.subscribe(callback)  # once only

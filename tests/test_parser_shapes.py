@@ -60,6 +60,12 @@ def check(parser: LineParser, line: Union[str, bytes], received_at: Optional[flo
         assert document == wanted, line
         assert json.dumps(document) == json.dumps(wanted), line
         assert encode_document(document) == encode_document(wanted), line
+    # the JSON pushed to clients: of a compiled shape, made from the line's numbers (no
+    # document); the standard encoder's bytes of that document, to the byte
+    payload = parsed.json()
+    assert (payload is None) == (not parsed.compiled), line
+    if payload is not None:
+        assert payload == json.dumps(wanted, separators=(",", ":")).encode("ascii"), line
 
 
 def check_twice_each(lines: List[str]) -> LineParser:
@@ -134,6 +140,20 @@ def test_every_real_line_is_compiled_and_reused_with_parse_lines_results():
         for _ in range(4):
             check(parser, line)
         assert len(parser) == 1 and parser.hits == 2, line  # learnt, compiled, then answered twice
+
+
+@pytest.mark.parametrize("source, received_at", [
+    (None, None), ("tegrastats", 0.0), ("replay", 1764500000.9995), ("simulator", 32503680000.5),
+    ('a "quoted" \\ source %d %s %%', 1e9 + 0.0004), ("gr\u00e5 \u2028 \U0001f600 \x00\x1f", 1764500000.001),
+])
+def test_the_json_of_every_real_line_for_any_source_and_time(source, received_at):
+    """The text and times a document holds (``source``, ``timestamp``) are written as the
+    standard encoder writes them: escapes, ``%`` signs, non-ASCII, no time."""
+    for line in LINES:
+        parser = LineParser()
+        for _ in range(3):
+            check(parser, line, received_at, source)
+        assert parser.hits == 1, line
 
 
 @pytest.mark.parametrize("index", range(len(LINES)))
@@ -381,3 +401,14 @@ def test_other_whitespace_takes_the_compiled_shape_of_the_normalised_line():
             check(parser, variant)
         assert parser.hits == hits + len(spaced)
         check(parser, line.replace(" ", "\u200b"))  # a zero-width space is no space: another line
+
+
+def test_the_json_template_writes_any_key_and_constant_as_the_standard_encoder():
+    """Keys and constants come from the line's names: a ``%`` or a quote in one is text of the
+    template, not a field of the format (no board prints one today)."""
+    from tegrastats_api.shapecode import NAMESPACE, _json_code
+
+    code = "{'a%d': n[0], 'q\"%%s': [None, True, 'x%s', 2, n[1], {}], 'f': t0, 's': g, 'e': {'\\u00e5': 1.5}}"
+    namespace = dict(NAMESPACE, n=(7, -3), t0=-0.0, g='%s "x"')
+    wanted = eval(code, dict(namespace))  # noqa: S307 - our own literal
+    assert eval(_json_code(code), namespace) == json.dumps(wanted, separators=(",", ":")).encode("ascii")  # noqa: S307
