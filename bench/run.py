@@ -431,6 +431,9 @@ def section_fanout(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
     return {"fanout": {"cpu_pct_0_clients": base, "runs": runs, "per_client_cpu_pct": per_client}}, rows
 
 
+STARTUP_ROUNDS = 11  # a start takes ~0.2 s, give or take 30 ms from round to round: 5 rounds' medians swapped places
+
+
 def section_startup(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
     """Start-up time and RSS after start, today's code and :data:`BEFORE_REV`'s taking turns
     (same interpreter and libraries; ``python -S`` so that the editable install's finder does
@@ -444,7 +447,7 @@ def section_startup(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
         variants["before"] = {"PYTHONPATH": os.pathsep.join([str(before), site])}
     times: Dict[str, List[float]] = {name: [] for name in variants}
     rss: Dict[str, List[float]] = {name: [] for name in variants}
-    for _ in range(3 if quick else 5):
+    for _ in range(3 if quick else STARTUP_ROUNDS):
         for name, env in variants.items():
             port = free_port()
             argv = [sys.executable, "-S", "-m", "tegrastats_api", "--config", os.devnull, "run", "--host", "127.0.0.1",
