@@ -110,7 +110,8 @@ _EXPONENT_RE = re.compile(b"0e")
 
 
 def encode_document(document: Document) -> bytes:
-    """Compact JSON of one document, as UTF-8 bytes (the only encoder of the hub):
+    """Compact JSON of one document, as UTF-8 bytes (the hub's encoder of documents; a
+    compiled shape writes the same bytes from the line itself, ``Parsed.json``):
     ``json.dumps(document, separators=(",", ":"))``, ASCII only.
 
     With orjson installed (an optional speed-up, several times faster) orjson encodes, and

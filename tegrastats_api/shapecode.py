@@ -6,8 +6,9 @@ other character literal, each number as the bounded group ``TOKEN_RE`` gives it)
 Python source of ``valid`` (the timestamp's date check ``parse_line`` makes), ``build``
 (groups to the :class:`~tegrastats_api.snapshot.Snapshot` that ``parse_line`` makes of such a
 line, following ``_Line``'s branches for the shape's forms), ``document`` (that snapshot's
-``to_dict()`` from the same groups, without making the snapshot) and ``power`` (each rail's
-``current_mw``, for the energy counter). A shape holding
+``to_dict()`` from the same groups, without making the snapshot), ``payload`` (that
+document's compact JSON, the standard encoder's bytes, without making the document) and
+``power`` (each rail's ``current_mw``, for the energy counter). A shape holding
 anything the builder does not make (a bare word, a second ``RAM``, a CPU list with a gap,
 an impossible date) has no code: ``describe`` returns None.
 
