@@ -437,8 +437,7 @@ STARTUP_ROUNDS = 11  # a start takes ~0.2 s, give or take 30 ms from round to ro
 def section_startup(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
     """Start-up time and RSS after start, today's code and :data:`BEFORE_REV`'s taking turns
     (same interpreter and libraries; ``python -S`` so that the editable install's finder does
-    not choose the package: each variant's tree, then site-packages, on ``PYTHONPATH``;
-    both trees byte-compiled, as installed)."""
+    not choose the package: each variant's tree, then site-packages, on ``PYTHONPATH``)."""
     import sysconfig
 
     before = before_tree()
@@ -446,10 +445,6 @@ def section_startup(quick: bool) -> Tuple[Dict[str, Any], List[Row]]:
     variants: Dict[str, Dict[str, str]] = {"today": {"PYTHONPATH": os.pathsep.join([str(ROOT), site])}}
     if before is not None:
         variants["before"] = {"PYTHONPATH": os.pathsep.join([str(before), site])}
-    # Byte-compiled first, as pip and dpkg leave an installed package: otherwise (and always
-    # under PYTHONDONTWRITEBYTECODE) every start compiles each module's source again.
-    for tree in [ROOT] + ([before] if before is not None else []):
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "tegrastats_api")], check=True)
     times: Dict[str, List[float]] = {name: [] for name in variants}
     rss: Dict[str, List[float]] = {name: [] for name in variants}
     for _ in range(3 if quick else STARTUP_ROUNDS):
