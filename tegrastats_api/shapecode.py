@@ -39,7 +39,7 @@ from tegrastats_api.parser import (
 )
 from tegrastats_api.snapshot import Snapshot
 
-__all__ = ["NAMESPACE", "describe"]
+__all__ = ["NAMESPACE", "describe", "payload_code"]
 
 # The numbers of each token family and the pattern TOKEN_RE gives them.
 _NUMBERS = {
@@ -287,12 +287,11 @@ class _Shape:
                    mapping(self.rails), doc(gpu), doc(self.emc), mapping(self.engines), mts, _dict_code(self.extra)))
 
     def code(self) -> str:
-        """The shape's source, five functions of the match ``g`` (``re.Match``): ``valid(g)``, False
+        """The shape's source, four functions of the match ``g`` (``re.Match``): ``valid(g)``, False
         for a date ``parse_line`` refuses (its other branch then answers); and for valid
         groups ``build(g, received_at, source) -> Snapshot``, ``document(g, received_at,
-        source) -> dict`` (that snapshot's ``to_dict()``, a new one each call),
-        ``payload(g, received_at, source) -> bytes`` (that document's compact JSON, without
-        making the document: :func:`_json_code`) and ``power(g) -> {rail: current_mw}``."""
+        source) -> dict`` (that snapshot's ``to_dict()``, a new one each call) and
+        ``power(g) -> {rail: current_mw}``. :func:`payload_code` makes the fifth from it."""
         assert self.ram is not None  # describe() returns no shape without RAM
         gpu = self.gpu()
         power = _dict_code({name: self.values[var][1][0] for name, var in self.rails.items()})
@@ -312,8 +311,7 @@ class _Shape:
             "_pick = _itemgetter(%s)" % "".join(i + ", " for i in ints),
             "def valid(g):", "    return %s" % (" and ".join(self.checks) or "True"),
             "def build(g, received_at, source):", *numbers, body,
-            "def document(g, received_at, source):", *numbers, document,
-            "def payload(g, received_at, source):", *numbers, "    return " + _json_code(document[len("    return "):]),
+            _DOCUMENT_DEF, *numbers, document,
             "def power(g):", "    return " + power]
         return "\n".join(lines) + "\n"
 
@@ -322,6 +320,28 @@ def _dict_code(entries: Dict[str, str]) -> str:
     """Code of a dict literal of ``entries`` (key: value code): a new dict each time it runs
     (as ``to_dict``'s ``dict(...)`` copies are)."""
     return "{%s}" % ", ".join("%r: %s" % item for item in entries.items())
+
+
+_DOCUMENT_DEF = "def document(g, received_at, source):"
+
+
+def payload_code(code: str) -> Optional[str]:
+    """The source of ``payload(g, received_at, source) -> bytes`` for a shape whose
+    :meth:`_Shape.code` is ``code``: its document's compact JSON, the standard encoder's
+    bytes, without making the document (:func:`_json_code`); None if the document's code
+    holds what the template does not write (nothing :meth:`_Shape.document` makes).
+
+    Made apart from the other four, at the first use, because only a server with clients
+    needs it: a server nobody watches would keep about a quarter of a megabyte more for
+    having compiled it (the parse and compile's peak, which the allocator keeps).
+    """
+    lines = code[code.index(_DOCUMENT_DEF):].split("\n")
+    end = next(i for i, line in enumerate(lines) if line.startswith("    return "))
+    try:
+        json_code = _json_code(lines[end][len("    return "):])
+    except _Unsupported:
+        return None
+    return "\n".join(["def payload(g, received_at, source):", *lines[1:end], "    return " + json_code]) + "\n"
 
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # the hub's standard encoder (hub.encode_document)

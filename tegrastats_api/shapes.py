@@ -27,7 +27,7 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from tegrastats_api.parser import parse_line
-from tegrastats_api.shapecode import NAMESPACE, describe
+from tegrastats_api.shapecode import NAMESPACE, describe, payload_code
 from tegrastats_api.snapshot import Snapshot
 
 __all__ = ["LineParser", "Parsed"]
@@ -44,17 +44,33 @@ class _Compiled:
     """One compiled shape: its whole-line regex and the functions of its groups
     (:meth:`tegrastats_api.shapecode._Shape.code`)."""
 
-    __slots__ = ("fullmatch", "valid", "build", "document", "payload", "power")
+    __slots__ = ("fullmatch", "valid", "build", "document", "power", "_code", "_namespace", "_payload")
 
     def __init__(self, pattern: str, code: str) -> None:
         namespace = dict(NAMESPACE)
         exec(compile(code, "<tegrastats shape>", "exec"), namespace)  # noqa: S102 - our own generated code
+        self._code: Optional[str] = code  # until the JSON maker is made of it
+        self._namespace = namespace
+        self._payload: Optional[Callable[[re.Match[str], Optional[float], Optional[str]], bytes]] = None
         self.fullmatch = re.compile(pattern, re.ASCII).fullmatch
         self.valid: Callable[[re.Match[str]], bool] = namespace["valid"]
         self.build: Callable[[re.Match[str], Optional[float], Optional[str]], Snapshot] = namespace["build"]
         self.document: Callable[[re.Match[str], Optional[float], Optional[str]], Document] = namespace["document"]
-        self.payload: Callable[[re.Match[str], Optional[float], Optional[str]], bytes] = namespace["payload"]
         self.power: Callable[[re.Match[str]], Dict[str, int]] = namespace["power"]
+
+    def payload(self, g: re.Match[str], received_at: Optional[float], source: Optional[str]) -> Optional[bytes]:
+        """The document's compact JSON from the groups (:func:`shapecode.payload_code`, made
+        and compiled at the first call); None if this shape has no JSON maker."""
+        make = self._payload
+        if make is None:
+            if self._code is None:
+                return None  # no JSON maker for this shape: the document is encoded
+            code, self._code = payload_code(self._code), None
+            if code is None:
+                return None
+            exec(compile(code, "<tegrastats shape>", "exec"), self._namespace)  # noqa: S102 - our generated code
+            make = self._payload = self._namespace["payload"]
+        return make(g, received_at, source)
 
 
 class Parsed:
@@ -100,7 +116,8 @@ class Parsed:
 
     def json(self) -> Optional[bytes]:
         """The document's compact JSON (``json.dumps(document(), separators=(",", ":"))``,
-        ASCII) made without the document, for a line a compiled shape matched; else None."""
+        ASCII) made without the document, for a line a compiled shape matched; else None
+        (the caller encodes :meth:`document`)."""
         if self._shape is None or self._match is None:
             return None
         return self._shape.payload(self._match, self.received_at, self.source)

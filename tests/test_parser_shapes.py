@@ -380,13 +380,29 @@ def test_a_hub_nobody_asks_makes_no_snapshot_and_counts_energy_all_the_same():
     for line in lines:
         hub.feed_line(line)
     assert snapshots_alive() - before == 2  # the two lines parse_line read before the shape was compiled
-    assert all(sample._document is None for sample in hub.history)
+    assert all(sample._document is None and sample._payload is None for sample in hub.history)
+    (_key, shape), = hub.parser._shapes
+    assert shape._payload is None  # its JSON maker is made for the first client, not before
+    assert hub.latest_json == encode_document(hub.latest_document) and shape._payload is not None
     expected = EnergyMeter(max_gap_s=hub.stale_after_s)
     for sample, line in zip(hub.history, lines):
         snapshot = parse_line(line, sample.received_at)
         expected.add(sample.received_at, {name: rail.current_mw for name, rail in snapshot.rails.items()})
     assert hub.energy.totals_j == expected.totals_j != {}
     assert all(total > 0 for total in expected.totals_j.values())
+
+
+def test_a_shape_without_a_json_maker_has_its_documents_encoded(monkeypatch):
+    """Should the template not be made for a shape, its samples' JSON is the document's,
+    encoded: the same bytes."""
+    import tegrastats_api.shapes as shapes_module
+
+    monkeypatch.setattr(shapes_module, "payload_code", lambda code: None)
+    hub = SnapshotHub("tegrastats", clock=lambda: 1764500000.5)
+    for line in [LINES[-1]] * 4:
+        hub.feed_line(line)
+    assert hub.parser.hits == 2 and hub.history[-1].parsed.json() is None
+    assert hub.latest_json == encode_document(parse_line(LINES[-1], 1764500000.5, source="tegrastats").to_dict())
 
 
 def test_other_whitespace_takes_the_compiled_shape_of_the_normalised_line():
