@@ -6,9 +6,10 @@ other character literal, each number as the bounded group ``TOKEN_RE`` gives it)
 Python source of ``valid`` (the timestamp's date check ``parse_line`` makes), ``build``
 (groups to the :class:`~tegrastats_api.snapshot.Snapshot` that ``parse_line`` makes of such a
 line, following ``_Line``'s branches for the shape's forms), ``document`` (that snapshot's
-``to_dict()`` from the same groups, without making the snapshot), ``payload`` (that
-document's compact JSON, the standard encoder's bytes, without making the document) and
-``power`` (each rail's ``current_mw``, for the energy counter). A shape holding
+``to_dict()`` from the same groups, without making the snapshot) and ``power`` (each rail's
+``current_mw``, for the energy counter); :func:`payload_code` writes from that source a
+fifth, ``payload`` (the document's compact JSON, the standard encoder's bytes, without
+making the document). A shape holding
 anything the builder does not make (a bare word, a second ``RAM``, a CPU list with a gap,
 an impossible date) has no code: ``describe`` returns None.
 
@@ -349,7 +350,8 @@ _encode_text = json.encoder.encode_basestring_ascii  # ... what it writes of a s
 
 
 def _json_value(value: Any) -> str:
-    """``_encode(value)`` of one value of a document, the common cases at a third of the cost."""
+    """``_encode(value)`` of one value of a document; the common cases without the encoder
+    object's call (a float in 0.4 of its time, a short string in 0.7)."""
     if value is None:
         return "null"
     kind = type(value)
@@ -441,8 +443,8 @@ def describe(text: str) -> Optional[Tuple[str, str]]:
                 return None
             pos = m.end()
             shape.token(m)
-        if shape.ram is None:
-            return None
-        return " ".join(shape.pieces), shape.code()
     except _Unsupported:
         return None
+    if shape.ram is None:
+        return None
+    return " ".join(shape.pieces), shape.code()

@@ -5,10 +5,12 @@ sequence, names and value forms: everything but the numbers) and compiles each s
 has seen twice into one whole-line regex plus generated code (a builder of the snapshot,
 of its ``to_dict()`` document from the same numbers, and of that document's JSON), so
 that the next line of that shape costs one ``fullmatch`` and a few constructors. A board
-prints the same shape every second; only its numbers change. The cache is a small LRU owned by the instance (the hub
-holds one), never module state. :meth:`LineParser.parse_deferred` goes one step further
-for the hub: a matched line is checked and its rails' power read at once, and its snapshot,
-document and JSON are made only when something asks for them (:class:`Parsed`).
+prints the same shape every second; only its numbers change. The cache is a small LRU
+owned by the instance (the hub holds one), never module state.
+:meth:`LineParser.parse_deferred` goes one step further for the hub: a matched line is
+checked and its rails' power read at once, and its snapshot, document and JSON are made
+only when something asks for them (:class:`Parsed`; a shape's JSON maker itself is made
+for the first JSON asked for).
 
 The rule: the fast path returns exactly what ``parse_line`` returns for the same arguments,
 or declines (no match, an impossible timestamp date) and ``parse_line`` answers. It keeps
