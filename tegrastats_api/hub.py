@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
 import logging
 import re
 import time
@@ -55,6 +54,7 @@ from typing import (
 from tegrastats_api.energy import EnergyMeter
 from tegrastats_api.fields import Path, merge_paths, project
 from tegrastats_api.parser import ParseError
+from tegrastats_api.shapecode import encode_standard
 from tegrastats_api.shapes import LineParser, Parsed
 from tegrastats_api.snapshot import Snapshot
 from tegrastats_api.summary import summarize
@@ -100,7 +100,6 @@ def _orjson_module() -> Optional[ModuleType]:
         return None
     return orjson
 
-_stdlib_encode = json.JSONEncoder(separators=(",", ":")).encode
 # What orjson writes unlike json.dumps: exponents (1e-5 for 1e-05, 1e16 for 1e+16), found by
 # a digit before an "e" (also in some strings: those just take the standard encoder). The
 # search is ``[0-9][eE]`` done as one translate (digits to 0, E to e) and a search for ``0e``:
@@ -129,7 +128,7 @@ def encode_document(document: Document) -> bytes:
         else:
             if encoded.isascii() and _EXPONENT_RE.search(encoded.translate(_EXPONENT_MARKS)) is None:
                 return encoded
-    return _stdlib_encode(document).encode("utf-8")
+    return encode_standard(document).encode("utf-8")
 
 
 def json_encoder() -> str:

@@ -40,7 +40,7 @@ from tegrastats_api.parser import (
 )
 from tegrastats_api.snapshot import Snapshot
 
-__all__ = ["NAMESPACE", "describe", "payload_code"]
+__all__ = ["NAMESPACE", "describe", "encode_standard", "payload_code"]
 
 # The numbers of each token family and the pattern TOKEN_RE gives them.
 _NUMBERS = {
@@ -345,12 +345,13 @@ def payload_code(code: str) -> Optional[str]:
     return "\n".join(["def payload(g, received_at, source):", *lines[1:end], "    return " + json_code]) + "\n"
 
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # the hub's standard encoder (hub.encode_document)
+# The standard encoder of documents (hub.encode_document's, without orjson): compact, ASCII.
+encode_standard = json.JSONEncoder(separators=(",", ":")).encode
 _encode_text = json.encoder.encode_basestring_ascii  # ... what it writes of a str
 
 
 def _json_value(value: Any) -> str:
-    """``_encode(value)`` of one value of a document; the common cases without the encoder
+    """``encode_standard(value)`` of one value of a document; the common cases without the encoder
     object's call (a float in 0.4 of its time, a short string in 0.7)."""
     if value is None:
         return "null"
@@ -359,9 +360,9 @@ def _json_value(value: Any) -> str:
         return _encode_text(value)
     if kind is int:
         return int.__repr__(value)
-    if kind is float and value - value == 0.0:  # finite (NaN and the infinities: _encode's words)
+    if kind is float and value - value == 0.0:  # finite (NaN and the infinities: the encoder's words)
         return float.__repr__(value)
-    return _encode(value)
+    return encode_standard(value)
 
 
 def _json_code(document: str) -> str:
@@ -381,7 +382,7 @@ def _json_code(document: str) -> str:
     values: List[str] = []
 
     def literal(value: Any) -> None:
-        pieces.append(_encode(value).replace("%", "%%"))
+        pieces.append(encode_standard(value).replace("%", "%%"))
 
     def walk(node: ast.expr) -> None:
         if isinstance(node, ast.Dict):
