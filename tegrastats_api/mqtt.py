@@ -20,7 +20,8 @@ to the IOLoop. A broker down or unreachable is logged once per outage (WARNING),
 once (INFO); paho retries with a backoff doubling from 1 s to :data:`MAX_BACKOFF_S`. Nothing
 queues without bound: no state message is published while disconnected, at most
 :data:`MAX_PENDING` wait unwritten for a broker that stalls (the rest are skipped), and
-paho keeps at most :data:`MAX_QUEUED` QoS 1 messages.
+paho keeps at most :data:`MAX_QUEUED` QoS 1 messages (a config or removal it refuses is
+published again with the next state message).
 
 What it does not: subscribe to commands, use MQTT 5, or keep messages for a broker that is
 away (the state is a measurement: the next one replaces it).
@@ -124,6 +125,9 @@ class MqttBridge:
         client.will_set(self.availability_topic, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=min_backoff_s, max_delay=max_backoff_s)
         client.max_queued_messages_set(MAX_QUEUED)
+        from paho.mqtt.client import MQTT_ERR_QUEUE_SIZE  # imported by mqtt_client; 15 on 1.x and 2.x
+
+        self._queue_full: int = MQTT_ERR_QUEUE_SIZE
         mqtt_callbacks(client, connected=self._from_paho(self._on_connect),
                        disconnected=self._from_paho(self._on_disconnect),
                        connect_failed=self._from_paho(self._on_connect_fail),
@@ -223,10 +227,8 @@ class MqttBridge:
         announced = {config_topic(self.discovery_prefix, self.node_id, e) for e in self._announced.values()}
         if topic in announced:
             return
-        if self._announced:
-            self._clear(topic)
-        else:
-            self._stale.add(topic)
+        if not self._announced or not self._retain(topic, b""):
+            self._stale.add(topic)  # cleared with the next state message
 
     # --- publishing ---------------------------------------------------------------------
 
@@ -269,23 +271,24 @@ class MqttBridge:
             self._missing.pop(object_id, None)
             if self._announced.get(object_id) != entity:
                 config = config_of(entity, self.node_id, self.prefix, self._device)
-                self.client.publish(config_topic(self.discovery_prefix, self.node_id, entity), encode(config),
-                                    qos=1, retain=True)
-                self._announced[object_id] = entity
+                if self._retain(config_topic(self.discovery_prefix, self.node_id, entity), encode(config)):
+                    self._announced[object_id] = entity
         for object_id in [oid for oid, e in self._announced.items() if oid not in current and removable(e)]:
             self._missing[object_id] = self._missing.get(object_id, 0) + 1
-            if self._missing[object_id] >= REMOVE_AFTER:
-                entity = self._announced.pop(object_id)
-                del self._missing[object_id]
-                self._clear(config_topic(self.discovery_prefix, self.node_id, entity))
+            entity = self._announced[object_id]
+            if self._missing[object_id] >= REMOVE_AFTER \
+                    and self._retain(config_topic(self.discovery_prefix, self.node_id, entity), b""):
+                del self._announced[object_id], self._missing[object_id]
                 log.info("MQTT: %s is gone from the samples; its Home Assistant entity is removed", entity.name)
         announced = {config_topic(self.discovery_prefix, self.node_id, e) for e in self._announced.values()}
-        for topic in self._stale - announced:
-            self._clear(topic)
-        self._stale.clear()
+        self._stale = {topic for topic in self._stale - announced if not self._retain(topic, b"")}
 
-    def _clear(self, topic: str) -> None:
-        self.client.publish(topic, b"", qos=1, retain=True)
+    def _retain(self, topic: str, payload: bytes) -> bool:
+        """Publish a retained QoS 1 message (a config, or ``b""`` to clear one); False if paho
+        refused it because it already holds MAX_QUEUED (a broker that takes nothing for
+        minutes while entities come and go): the caller tries again with the next state
+        message instead of counting it as done."""
+        return self.client.publish(topic, payload, qos=1, retain=True).rc != self._queue_full
 
 
 async def _in_thread(call: Callable[[], Any], timeout_s: float) -> bool:

@@ -303,10 +303,13 @@ def test_broker_down_at_start_then_up(brokers, subscribers, server_process):
 def test_a_hung_broker_queues_nothing_without_bound_and_publishing_resumes(brokers, subscribers, transport_lines):
     """In this process: the bridge's and paho's queues while the broker is stopped (SIGSTOP: the
     connection stays, nothing is read) and samples keep coming. The client's socket buffer is
-    made small so that it fills after a few hundred messages, not 5 MB."""
+    made small so that it fills after a few hundred messages, not 5 MB. The lines cycle through
+    six boards, so Home Assistant configs come and go all the time (QoS 1, retained): paho
+    holds at most MAX_QUEUED of them and refuses more; once the broker is back, what it
+    retains is exactly what the bridge has announced, for the board of the last lines."""
     from tegrastats_api.config import Config
     from tegrastats_api.hub import SnapshotHub
-    from tegrastats_api.mqtt import MAX_PENDING, MqttBridge
+    from tegrastats_api.mqtt import MAX_PENDING, MAX_QUEUED, MqttBridge
 
     broker = brokers()
     sub = subscribers(broker.port, [PREFIX + "/state"])
@@ -339,11 +342,14 @@ def test_a_hung_broker_queues_nothing_without_bound_and_publishing_resumes(broke
                 feed()
                 await asyncio.sleep(0.001)
             out = {"skipped_then": bridge.skipped, "published_then": bridge.published, "max_pending": 0,
-                   "max_paho": 0}
+                   "max_state_packets": 0, "max_packets": 0, "max_qos1": 0}
             for n in range(3000):
                 feed()
                 out["max_pending"] = max(out["max_pending"], len(bridge._pending))
-                out["max_paho"] = max(out["max_paho"], len(bridge.client._out_packet))
+                packets = list(bridge.client._out_packet)
+                out["max_state_packets"] = max(out["max_state_packets"], sum(p["qos"] == 0 for p in packets))
+                out["max_packets"] = max(out["max_packets"], len(packets))
+                out["max_qos1"] = max(out["max_qos1"], len(bridge.client._out_messages))
                 if n % 50 == 0:
                     await asyncio.sleep(0.001)
             out["skipped"] = bridge.skipped
@@ -355,19 +361,117 @@ def test_a_hung_broker_queues_nothing_without_bound_and_publishing_resumes(broke
                 feed()
                 await asyncio.sleep(0.02)
             out["resumed"] = bridge.published - before
+            await _until(lambda: settled(bridge), "the configs of one board, all acknowledged", timeout=20)
+            out["announced"] = announced_topics(bridge)
+            out["inflight_limit"] = bridge.client._max_inflight_messages
             return out
         finally:
             await bridge.stop()
 
+    def settled(bridge: Any) -> bool:
+        """Feeds the last line again; True once the bridge has announced that board's entities
+        and no other removable one, and paho holds no unacknowledged message."""
+        clock[0] += 1.0
+        bridge.hub.feed_line(lines[-1])
+        return not bridge.client._out_messages and not bridge._stale and one_board(bridge)
+
     seen = asyncio.run(main())
-    print(seen)
+    print({k: v for k, v in seen.items() if k != "announced"})
+    assert sorted(retained(broker.port, DISCOVERY + "/#")) == seen["announced"]
     # 3000 samples while it hangs: each one is written to the socket or skipped, never queued
     assert seen["skipped"] - seen["skipped_then"] + seen["published"] - seen["published_then"] == 3000, seen
     assert seen["skipped"] - seen["skipped_then"] >= 1000, seen
-    assert seen["max_pending"] <= MAX_PENDING and seen["max_paho"] <= MAX_PENDING + 1, seen
+    # state messages: the bridge's own bound (+1 being written); configs: paho's inflight limit
+    assert seen["max_pending"] <= MAX_PENDING and seen["max_state_packets"] <= MAX_PENDING + 1, seen
+    assert seen["max_packets"] <= MAX_PENDING + 1 + seen["inflight_limit"] and seen["max_qos1"] <= MAX_QUEUED, seen
     assert seen["resumed"] >= 5, seen
     sub.wait_for(lambda _m: len(states(sub)) >= seen["published"], timeout=20,
                  what="every state message written, before the stall and after it")
+
+
+def test_configs_paho_refuses_are_published_again(brokers, transport_lines, monkeypatch):
+    """Paho holds at most MAX_QUEUED QoS 1 messages and refuses more (a broker that took
+    nothing for long while entities came and went). Here it may hold 3, so most of a board's
+    configs are refused at first, and so are most removals when another board follows, and
+    most clearings of an earlier run's configs: each is published again with the next sample
+    until the broker retains exactly what the bridge has announced."""
+    from tegrastats_api import mqtt
+    from tegrastats_api.config import Config
+    from tegrastats_api.discovery import entities_of, removable
+    from tegrastats_api.hub import SnapshotHub
+
+    monkeypatch.setattr(mqtt, "MAX_QUEUED", 3)
+    broker = brokers()
+    first, second = transport_lines[0], transport_lines[-1]
+
+    def entities(line: str) -> Dict[str, bool]:
+        hub = SnapshotHub("replay")
+        hub.feed_line(line)
+        return {e.object_id: removable(e) for e in entities_of(hub.history[-1].document)}
+
+    async def run_bridge(*lines: str) -> Dict[str, Any]:
+        """A bridge fed each line in turn until the broker retains what it has announced."""
+        config = Config(mqtt="mqtt://127.0.0.1:%d" % broker.port, mqtt_prefix=PREFIX, update_interval=1.0,
+                        mqtt_interval=1.0)
+        clock = [0.0]
+        hub = SnapshotHub("replay", interval_s=1.0)
+        bridge = mqtt.MqttBridge(config, hub, clock=lambda: clock[0])
+        seen: Dict[str, Any] = {"topics": []}
+
+        def feed(line: str) -> None:
+            clock[0] += 1.0
+            hub.feed_line(line)
+
+        def fed_and_settled(line: str) -> bool:
+            feed(line)
+            return not bridge.client._out_messages and not bridge._stale and one_board(bridge)
+
+        bridge.start()
+        try:
+            await _until(lambda: bridge.connected, "connected")
+            feed(lines[0])
+            seen["announced_at_once"] = len(bridge._announced)
+            for line in lines:
+                await _until(lambda line=line: fed_and_settled(line) and sorted(
+                    retained(broker.port, DISCOVERY + "/#")) == announced_topics(bridge),
+                    "the broker retaining what the bridge announced")
+                seen["topics"].append(announced_topics(bridge))
+        finally:
+            await bridge.stop()
+        return seen
+
+    def ids(topics: List[str]) -> set:
+        return {topic.split("/")[-2] for topic in topics}
+
+    one, two = entities(first), entities(second)
+    gone = {oid for oid, can_go in one.items() if can_go} - set(two)
+    assert len(gone) > 3 and len({oid for oid, can_go in two.items() if can_go} - set(one)) > 3
+
+    seen = asyncio.run(run_bridge(first, second))
+    assert seen["announced_at_once"] <= 3 < len(one), seen  # refused ones are not counted as announced
+    assert ids(seen["topics"][0]) == set(one)
+    assert ids(seen["topics"][1]) == set(two) | {oid for oid, can_go in one.items() if not can_go}  # engines stay
+
+    # a new run with the first board: the second's configs, retained from that run, are cleared
+    seen = asyncio.run(run_bridge(first))
+    assert sorted(retained(broker.port, DISCOVERY + "/#")) == seen["topics"][0]
+    assert ids(seen["topics"][0]) == set(one)
+
+
+def one_board(bridge: Any) -> bool:
+    """Whether the bridge has announced the entities of its newest sample, and besides them
+    only engines (kept while they do not run: discovery.removable)."""
+    from tegrastats_api.discovery import entities_of, removable
+
+    current = {e.object_id for e in entities_of(bridge.hub.history[-1].document)}
+    return current <= set(bridge._announced) and all(
+        oid in current or not removable(e) for oid, e in bridge._announced.items())
+
+
+def announced_topics(bridge: Any) -> List[str]:
+    from tegrastats_api.discovery import config_topic
+
+    return sorted(config_topic(DISCOVERY, NODE, e) for e in bridge._announced.values())
 
 
 async def _until(condition, what: str, timeout: float = WAIT_S) -> None:
