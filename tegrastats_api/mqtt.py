@@ -224,8 +224,7 @@ class MqttBridge:
         """A retained config under our node id (from our subscription): clear it unless announced."""
         if not retain or not payload or self.discovery_prefix is None:
             return
-        announced = {config_topic(self.discovery_prefix, self.node_id, e) for e in self._announced.values()}
-        if topic in announced:
+        if topic in self._announced_topics():
             return
         if not self._announced or not self._retain(topic, b""):
             self._stale.add(topic)  # cleared with the next state message
@@ -280,8 +279,11 @@ class MqttBridge:
                     and self._retain(config_topic(self.discovery_prefix, self.node_id, entity), b""):
                 del self._announced[object_id], self._missing[object_id]
                 log.info("MQTT: %s is gone from the samples; its Home Assistant entity is removed", entity.name)
-        announced = {config_topic(self.discovery_prefix, self.node_id, e) for e in self._announced.values()}
-        self._stale = {topic for topic in self._stale - announced if not self._retain(topic, b"")}
+        self._stale = {topic for topic in self._stale - self._announced_topics() if not self._retain(topic, b"")}
+
+    def _announced_topics(self) -> Set[str]:
+        assert self.discovery_prefix is not None
+        return {config_topic(self.discovery_prefix, self.node_id, e) for e in self._announced.values()}
 
     def _retain(self, topic: str, payload: bytes) -> bool:
         """Publish a retained QoS 1 message (a config, or ``b""`` to clear one); False if paho
