@@ -361,19 +361,18 @@ def test_a_hung_broker_queues_nothing_without_bound_and_publishing_resumes(broke
                 feed()
                 await asyncio.sleep(0.02)
             out["resumed"] = bridge.published - before
-            await _until(lambda: settled(bridge), "the configs of one board, all acknowledged", timeout=20)
+            await _until(lambda: fed_again(bridge), "the configs of one board, all acknowledged", timeout=20)
             out["announced"] = announced_topics(bridge)
             out["inflight_limit"] = bridge.client._max_inflight_messages
             return out
         finally:
             await bridge.stop()
 
-    def settled(bridge: Any) -> bool:
-        """Feeds the last line again; True once the bridge has announced that board's entities
-        and no other removable one, and paho holds no unacknowledged message."""
+    def fed_again(bridge: Any) -> bool:
+        """Feeds the last line again; whether the bridge has :func:`settled`."""
         clock[0] += 1.0
         bridge.hub.feed_line(lines[-1])
-        return not bridge.client._out_messages and not bridge._stale and one_board(bridge)
+        return settled(bridge)
 
     seen = asyncio.run(main())
     print({k: v for k, v in seen.items() if k != "announced"})
@@ -424,7 +423,7 @@ def test_configs_paho_refuses_are_published_again(brokers, transport_lines, monk
 
         def fed_and_settled(line: str) -> bool:
             feed(line)
-            return not bridge.client._out_messages and not bridge._stale and one_board(bridge)
+            return settled(bridge)
 
         bridge.start()
         try:
@@ -462,11 +461,14 @@ def test_configs_paho_refuses_are_published_again(brokers, transport_lines, monk
     assert ids(seen["topics"][0]) == set(one)
 
 
-def one_board(bridge: Any) -> bool:
-    """Whether the bridge has announced the entities of its newest sample, and besides them
-    only engines (kept while they do not run: discovery.removable)."""
+def settled(bridge: Any) -> bool:
+    """Whether the bridge has announced the entities of its newest sample and, besides them,
+    only engines (kept while they do not run: discovery.removable), has no earlier run's
+    config left to clear, and paho holds no unacknowledged message."""
     from tegrastats_api.discovery import entities_of, removable
 
+    if bridge.client._out_messages or bridge._stale:
+        return False
     current = {e.object_id for e in entities_of(bridge.hub.history[-1].document)}
     return current <= set(bridge._announced) and all(
         oid in current or not removable(e) for oid, e in bridge._announced.items())
